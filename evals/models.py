@@ -1,0 +1,437 @@
+"""Docket's state: judges, datasets and their rows, runs, the remote batches that carry them, results."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+MAX_BATCH_SIZE = 100
+
+
+class Judge(models.Model):
+    """A judge as the judge API last described it; synced, never edited here."""
+
+    class Source(models.TextChoices):
+        SCORABLE = "scorable", "Scorable"
+        OFFLINE = "offline", "Offline judge"
+
+    api_url = models.CharField(max_length=500, help_text="The judge API this judge came from.")
+    remote_id = models.CharField(max_length=64)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    name = models.CharField(max_length=512)
+    intent = models.TextField(blank=True)
+    version_id = models.CharField(max_length=64, blank=True)
+    # [{id, name, model, intent, version_id}]
+    evaluators = models.JSONField(default=list)
+    # {input_name: {type, items?}} as the API gives it
+    inputs = models.JSONField(default=dict)
+    remote_created_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(default=timezone.now)
+    # False once a sync no longer finds the judge; kept because runs point at it.
+    is_listed = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_url", "remote_id"], name="judge_unique_per_api"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def required_inputs(self) -> list[str]:
+        return sorted(self.inputs)
+
+    @property
+    def evaluator_names(self) -> list[str]:
+        return [evaluator.get("name", "") for evaluator in self.evaluators]
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        IMPORTING = "importing", "Importing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    file_name = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    file_format = models.CharField(max_length=16, blank=True)
+    encoding = models.CharField(max_length=32, blank=True)
+    # {column_name: field}, field one of Example's input fields, "metadata" or "ignore"
+    mapping = models.JSONField(default=dict)
+    columns = models.JSONField(default=list)
+    metadata_columns = models.JSONField(default=list)
+    row_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    rows_done = models.PositiveIntegerField(default=0)
+    import_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Upload(models.Model):
+    """A file received but not yet imported: parsed, previewed, mapped and validated before any row is written."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        VALIDATED = "validated", "Validated"
+        IMPORTING = "importing", "Importing"
+        IMPORTED = "imported", "Imported"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    path = models.CharField(max_length=500, help_text="Where the received file lies, under var/uploads.")
+    original_name = models.CharField(max_length=255)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    file_format = models.CharField(max_length=16, blank=True)
+    encoding = models.CharField(max_length=32, blank=True)
+    # Parsing choices: delimiter, sheet, and the like.
+    options = models.JSONField(default=dict, blank=True)
+    columns = models.JSONField(default=list, blank=True)
+    mapping = models.JSONField(default=dict, blank=True)
+    # Counts and the first problems found by validation.
+    report = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class Example(models.Model):
+    """One row of a dataset, with its text already split into the judge API's input fields."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
+    position = models.PositiveIntegerField()
+    source_line = models.PositiveIntegerField(default=0)
+    request = models.TextField(blank=True)
+    response = models.TextField(blank=True)
+    contexts = models.JSONField(default=list, blank=True)
+    expected_output = models.TextField(blank=True)
+    turns = models.JSONField(null=True, blank=True)
+    system_prompt = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Matches the same example across datasets (for comparing runs over different uploads).
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["dataset", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "position"], name="example_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}#{self.position}"
+
+    @staticmethod
+    def hash_content(
+        *,
+        request: str,
+        response: str,
+        contexts: list[str] | None,
+        expected_output: str,
+        turns: list[dict[str, Any]] | None,
+        system_prompt: str,
+    ) -> str:
+        digest = hashlib.sha256()
+        for part in (request, response, "\x1f".join(contexts or []), expected_output, system_prompt):
+            digest.update(part.encode("utf-8", "surrogatepass"))
+            digest.update(b"\x1e")
+        for turn in turns or []:
+            digest.update(f"{turn.get('role', '')}\x1f{turn.get('content') or ''}".encode("utf-8", "surrogatepass"))
+            digest.update(b"\x1d")
+        return digest.hexdigest()
+
+    def as_judge_input(self) -> dict[str, Any]:
+        """The BatchInput the judge API takes: only the fields this row has."""
+        data: dict[str, Any] = {}
+        if self.request:
+            data["request"] = self.request
+        if self.response:
+            data["response"] = self.response
+        if self.contexts:
+            data["contexts"] = self.contexts
+        if self.expected_output:
+            data["expected_output"] = self.expected_output
+        if self.turns:
+            data["turns"] = self.turns
+        if self.system_prompt:
+            data["system_prompt"] = self.system_prompt
+        return data
+
+    def has_input(self, name: str) -> bool:
+        value = getattr(self, name, None)
+        return bool(value)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def active(self) -> RunQuerySet:
+        return self.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.COMPLETED, Status.PARTIAL, Status.FAILED, Status.CANCELLED)
+
+    # Tags remote batches `docket:<uid>:<batch>`, unique across every Docket that shares a judge account.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
+    judge = models.ForeignKey(Judge, on_delete=models.PROTECT, related_name="runs")
+    judge_version_id = models.CharField(max_length=64, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    batch_size = models.PositiveSmallIntegerField(default=MAX_BATCH_SIZE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total_count = models.PositiveIntegerField(default=0)
+    completed_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    cancelled_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    # Bumped in every transaction that changes this run or its items; the live page's cursor.
+    change_seq = models.BigIntegerField(default=0)
+    # Set while the judge API throttles or fails and the pump waits before trying again.
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    backoff_reason = models.CharField(max_length=300, blank=True)
+    # A run-wide problem worth showing (a judge that rejects every batch, say).
+    last_error = models.TextField(blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name or f"Run {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def pending_count(self) -> int:
+        return max(self.total_count - self.completed_count - self.failed_count - self.cancelled_count, 0)
+
+    @property
+    def done_count(self) -> int:
+        return self.completed_count + self.failed_count + self.cancelled_count
+
+
+class RemoteBatchQuerySet(models.QuerySet["RemoteBatch"]):
+    def unfinished(self) -> RemoteBatchQuerySet:
+        return self.filter(status__in=RemoteBatch.UNFINISHED)
+
+    def in_flight(self) -> RemoteBatchQuerySet:
+        return self.filter(status__in=[RemoteBatch.Status.SUBMITTING, RemoteBatch.Status.RUNNING])
+
+    def due(self, now: Any = None) -> RemoteBatchQuerySet:
+        now = now or timezone.now()
+        return self.unfinished().filter(
+            Q(next_action_at__isnull=True) | Q(next_action_at__lte=now),
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        )
+
+
+class RemoteBatch(models.Model):
+    """One remote batch execution: at most 100 of a run's items, created once, polled until done."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"  # not sent yet
+        SUBMITTING = "submitting", "Submitting"  # a create was sent; its outcome may be unknown
+        RUNNING = "running", "Running"  # the judge accepted it; being polled
+        COMPLETED = "completed", "Completed"
+        PARTIAL = "partial", "Partial"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    UNFINISHED = (Status.WAITING, Status.SUBMITTING, Status.RUNNING)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="batches")
+    position = models.PositiveIntegerField()
+    size = models.PositiveSmallIntegerField(default=0)
+    remote_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    remote_status = models.CharField(max_length=16, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_action_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Seconds until the next poll when nothing changes; grows while the batch stands still.
+    poll_interval = models.FloatField(default=1.0)
+
+    objects = RemoteBatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="batch_unique_position"),
+        ]
+        indexes = [models.Index(fields=["status", "next_action_at"], name="batch_due_idx")]
+
+    def __str__(self) -> str:
+        return self.tag
+
+    @property
+    def tag(self) -> str:
+        return f"docket:{self.run.uid}:{self.position}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED
+
+
+class Item(models.Model):
+    """One example inside a run, and what the judge said about it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="items")
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="items")
+    batch = models.ForeignKey(RemoteBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items")
+    position = models.PositiveIntegerField()
+    index_in_batch = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error_message = models.TextField(blank=True)
+    execution_log_id = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    change_seq = models.BigIntegerField(default=0)
+    # Cost, model and latency from the judge's execution log, fetched on demand and kept.
+    log_detail = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="item_unique_position"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "change_seq"], name="item_changes_idx"),
+            models.Index(fields=["run", "status", "position"], name="item_status_idx"),
+            models.Index(fields=["batch", "index_in_batch"], name="item_batch_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.position}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class Score(models.Model):
+    """One evaluator's verdict on one item."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="scores")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scores")
+    evaluator_name = models.CharField(max_length=512)
+    evaluator_id = models.CharField(max_length=64, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    justification = models.TextField(blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["item", "evaluator_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "evaluator_name"], name="score_unique_evaluator"),
+        ]
+        indexes = [models.Index(fields=["run", "evaluator_name", "score", "item"], name="score_sort_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.evaluator_name}={self.score}"
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def usable(self) -> ShareLinkQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ShareLink(models.Model):
+    """Read-only access to one run for people without an account. Only the token's SHA-256 is kept."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=200, blank=True)
+    hide_text = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    use_count = models.PositiveIntegerField(default=0)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.label or f"Share link {self.pk}"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def is_usable(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class PumpSlot(models.Model):
+    """One of the few pumps allowed to run at once, held by lease; also the pump's heartbeat."""
+
+    slot = models.PositiveSmallIntegerField(unique=True)
+    owner = models.CharField(max_length=100, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    beat_at = models.DateTimeField(null=True, blank=True)
+    batches_worked = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["slot"]
+
+    def __str__(self) -> str:
+        return f"pump slot {self.slot}"

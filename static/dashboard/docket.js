@@ -1,0 +1,2 @@
+// Docket's own script: small conveniences on top of htmx. Pages work without it.
+"use strict";
