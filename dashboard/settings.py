@@ -132,7 +132,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "docket.sqlite3",
+            "NAME": str(VAR_DIR / "docket.sqlite3"),
             # With DEFERRED transactions, several processes that read then write fail at once with
             # "database is locked"; WAL + IMMEDIATE measured 0 such errors where the default gave 115.
             "OPTIONS": {

@@ -61,7 +61,9 @@ class Dataset(models.Model):
         FAILED = "failed", "Failed"
 
     name = models.CharField(max_length=200)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(default=timezone.now)
     file_name = models.CharField(max_length=255, blank=True)
     file_size = models.BigIntegerField(default=0)
@@ -110,7 +112,9 @@ class Upload(models.Model):
     # Counts and the first problems found by validation.
     report = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
-    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+    dataset = models.ForeignKey(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -159,7 +163,9 @@ class Example(models.Model):
             digest.update(part.encode("utf-8", "surrogatepass"))
             digest.update(b"\x1e")
         for turn in turns or []:
-            digest.update(f"{turn.get('role', '')}\x1f{turn.get('content') or ''}".encode("utf-8", "surrogatepass"))
+            digest.update(
+                f"{turn.get('role', '')}\x1f{turn.get('content') or ''}".encode("utf-8", "surrogatepass")
+            )
             digest.update(b"\x1d")
         return digest.hexdigest()
 
@@ -219,7 +225,9 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
     # Bumped in every transaction that changes this run or its items; the live page's cursor.
     change_seq = models.BigIntegerField(default=0)
     # Set while the judge API throttles or fails and the pump waits before trying again.
@@ -330,7 +338,9 @@ class Item(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="items")
     example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="items")
-    batch = models.ForeignKey(RemoteBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items")
+    batch = models.ForeignKey(
+        RemoteBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
     position = models.PositiveIntegerField()
     index_in_batch = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

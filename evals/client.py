@@ -1,0 +1,569 @@
+"""The judge API client: Scorable's Batch Execution API, or the offline judge that speaks it.
+
+One class around one httpx.Client. One method per endpoint, replies parsed into small typed records,
+every failure turned into a JudgeError that says whether trying again can help. The client never
+loops or sleeps: the pump decides when to try again. The API key lives in settings only; it is never
+logged, rendered or passed to a task.
+
+Reference: ../shared/docs/scorable-api.md (the contract, field by field).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+logger = logging.getLogger("evals.judge_api")
+
+USER_AGENT = f"Docket/0.1 httpx/{httpx.__version__}"
+
+# Tests swap in an in-process transport (httpx.WSGITransport over Docket itself).
+default_transport: httpx.BaseTransport | None = None
+
+
+class JudgeError(Exception):
+    """A judge API call that did not give a usable answer.
+
+    permanent: trying the same request again cannot help (400, 401, 403, 404...).
+    retry_after: seconds the server asked us to wait (429/503 with Retry-After), if it said.
+    outcome_unknown: the request may have been carried out although no answer came back (a timeout,
+        a dropped connection, a 5xx); a create must be looked up before it is sent again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        permanent: bool = False,
+        retry_after: float | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorInfo:
+    id: str
+    name: str
+    model: str
+    intent: str
+    version_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeInfo:
+    id: str
+    name: str
+    intent: str
+    evaluators: tuple[EvaluatorInfo, ...]
+    inputs: dict[str, Any]
+    created_at: datetime | None
+    # Only the detail endpoint has it.
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorResult:
+    evaluator_name: str
+    score: float | None
+    justification: str
+    evaluator_id: str = ""
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    evaluator_results: tuple[EvaluatorResult, ...]
+    execution_log_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCreated:
+    id: str
+    status_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    index: int
+    status: str
+    evaluator_results: tuple[EvaluatorResult, ...] | None
+    error_message: str
+    execution_log_id: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    status: str
+    total_count: int
+    completed_count: int
+    failed_count: int
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    tags: tuple[str, ...]
+    judge_id: str | None
+    items: tuple[BatchItem, ...] = ()
+
+    FINISHED = ("completed", "partial", "failed")
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionLog:
+    id: str
+    score: float | None
+    cost: float | None
+    model: str
+    model_call_duration: float | None
+    evaluator_latencies: tuple[tuple[str, float | None], ...]
+    # evaluator name -> threshold, where the log gives one
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "cost": self.cost,
+            "model": self.model,
+            "model_call_duration": self.model_call_duration,
+            "evaluator_latencies": [list(pair) for pair in self.evaluator_latencies],
+            "thresholds": self.thresholds,
+        }
+
+
+class JudgeAPI:
+    """A client for one judge API (base URL + key)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Api-Key {api_key}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            # Polling runs concurrently from a thread pool over this one client.
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    @classmethod
+    def from_settings(cls, *, timeout: float | None = None) -> JudgeAPI:
+        return cls(
+            base_url=settings.JUDGE_API_URL,
+            api_key=settings.JUDGE_API_KEY,
+            timeout=timeout if timeout is not None else settings.JUDGE_API_TIMEOUT,
+            transport=default_transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> JudgeAPI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- Judges -----------------------------------------------------------------------------------
+
+    def list_judges(self, *, search: str | None = None, page_size: int = 100) -> Iterator[JudgeInfo]:
+        # Reference: scorable-api.md §3, GET /v1/judges/ (cursor pagination, §2)
+        params: dict[str, Any] = {"page_size": page_size}
+        if search:
+            params["search"] = search
+        for row in self._paginate("/v1/judges/", params):
+            yield parse_judge(row)
+
+    def get_judge(self, judge_id: str) -> JudgeInfo:
+        # Reference: scorable-api.md §3, GET /v1/judges/{id}/
+        return parse_judge(self._request("GET", f"/v1/judges/{judge_id}/"))
+
+    def execute(
+        self, judge_id: str, *, inputs: dict[str, Any], judge_version_id: str | None = None
+    ) -> ExecutionResult:
+        # Reference: scorable-api.md §3, POST /v1/judges/{judge_id}/execute/
+        body = dict(inputs)
+        if judge_version_id:
+            body["judge_version_id"] = judge_version_id
+        data = self._request("POST", f"/v1/judges/{judge_id}/execute/", json=body)
+        results = parse_evaluator_results(_field(data, "evaluator_results", list))
+        return ExecutionResult(evaluator_results=results or (), execution_log_id=data.get("execution_log_id"))
+
+    # --- Batch executions -------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        judge_id: str,
+        *,
+        inputs: list[dict[str, Any]],
+        tags: list[str],
+        judge_version_id: str | None = None,
+        attempt: int = 1,
+    ) -> BatchCreated:
+        # Reference: scorable-api.md §4.2, POST /v1/batch-executions/ (the typed route of SDK 1.15)
+        body: dict[str, Any] = {"judge_id": judge_id, "inputs": inputs, "tags": tags}
+        if judge_version_id:
+            body["judge_version_id"] = judge_version_id
+        data = self._request("POST", "/v1/batch-executions/", json=body, attempt=attempt)
+        return BatchCreated(
+            id=_field(data, "batch_execution_id", str), status_url=str(data.get("status_url") or "")
+        )
+
+    def get_batch(self, batch_id: str, *, attempt: int = 1) -> Batch:
+        # Reference: scorable-api.md §4.5, GET /v1/judges/batch-executions/{id}/
+        return parse_batch(self._request("GET", f"/v1/judges/batch-executions/{batch_id}/", attempt=attempt))
+
+    def list_batches(
+        self,
+        *,
+        judge_id: str | None = None,
+        status: str | None = None,
+        date_from: datetime | None = None,
+        date_to: datetime | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Batch]:
+        # Reference: scorable-api.md §4.4, GET /v1/judges/batch-executions/
+        params: dict[str, Any] = {"page_size": page_size}
+        if judge_id:
+            params["judge_id"] = judge_id
+        if status:
+            params["status"] = status
+        if date_from:
+            params["date_from"] = date_from.isoformat()
+        if date_to:
+            params["date_to"] = date_to.isoformat()
+        for row in self._paginate("/v1/judges/batch-executions/", params):
+            yield parse_batch(row)
+
+    def find_batch_by_tag(self, *, judge_id: str, tag: str, since: datetime) -> Batch | None:
+        """The batch created with `tag` since `since`, if the judge has one.
+
+        Used before re-sending a create whose outcome is unknown, so no batch is ever created twice.
+        """
+        for batch in self.list_batches(judge_id=judge_id, date_from=since):
+            if tag in batch.tags:
+                return batch
+        return None
+
+    # --- Execution logs ---------------------------------------------------------------------------
+
+    def get_execution_log(self, log_id: str) -> ExecutionLog:
+        # Reference: scorable-api.md §5, GET /v1/execution-logs/{log_id}/
+        return parse_execution_log(self._request("GET", f"/v1/execution-logs/{log_id}/"))
+
+    # --- Plumbing ---------------------------------------------------------------------------------
+
+    def _paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        params = dict(params)
+        while True:
+            page = self._request("GET", path, params=params)
+            for row in _field(page, "results", list):
+                if not isinstance(row, dict):
+                    raise _malformed(path, "a row of 'results' is not an object")
+                yield row
+            cursor = _cursor_from(page.get("next"))
+            if not cursor:
+                return
+            # `next` is a full URL; take only its cursor, so the key is never sent to another host.
+            params["cursor"] = cursor
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        attempt: int = 1,
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        status: int | str = "-"
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+            status = response.status_code
+        except httpx.TimeoutException as exc:
+            status = "timeout"
+            # A connect timeout never reached the server; any other timeout may have been carried out.
+            unknown = not isinstance(exc, httpx.ConnectTimeout)
+            raise JudgeError(
+                f"The judge API did not answer within {self._http.timeout.read:g} s ({type(exc).__name__}).",
+                outcome_unknown=unknown and method != "GET",
+            ) from exc
+        except httpx.ConnectError as exc:
+            status = "connect-error"
+            raise JudgeError(f"Could not connect to the judge API at {self.base_url}: {exc}.") from exc
+        except httpx.TransportError as exc:
+            status = "dropped"
+            raise JudgeError(
+                f"The connection to the judge API broke before an answer came ({type(exc).__name__}).",
+                outcome_unknown=method != "GET",
+            ) from exc
+        finally:
+            logger.info(
+                "judge_api method=%s path=%s status=%s latency_ms=%d attempt=%d",
+                method,
+                path,
+                status,
+                (time.monotonic() - started) * 1000,
+                attempt,
+            )
+        return self._parse(method, path, response)
+
+    def _parse(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise JudgeError(
+                    f"The judge API answered {method} {path} with a reply that is not JSON.",
+                    status=status,
+                    outcome_unknown=method != "GET",
+                ) from exc
+            if not isinstance(data, dict):
+                raise _malformed(path, "the reply is not a JSON object")
+            return data
+        message, code = _problem_message(response)
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        if status == 429:
+            raise JudgeError(
+                f"The judge API is throttling requests: {message}",
+                status=status,
+                code=code or "throttled",
+                retry_after=retry_after,
+            )
+        if status >= 500 or status == 408:
+            raise JudgeError(
+                f"The judge API failed ({status}): {message}",
+                status=status,
+                code=code,
+                retry_after=retry_after,
+                outcome_unknown=method != "GET",
+            )
+        if status in (401, 403):
+            raise JudgeError(
+                f"The judge API refused Docket's key ({status}): {message} Check SCORABLE_API_KEY.",
+                status=status,
+                code=code,
+                permanent=True,
+            )
+        raise JudgeError(
+            f"The judge API rejected {method} {path} ({status}): {message}",
+            status=status,
+            code=code,
+            permanent=True,
+        )
+
+
+def _malformed(path: str, what: str) -> JudgeError:
+    return JudgeError(f"The judge API's reply to {path} could not be read: {what}.")
+
+
+def _problem_message(response: httpx.Response) -> tuple[str, str]:
+    """The human part of an error reply: the problem body's detail (and title), else the raw text."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return (text[:300] or response.reason_phrase or "no details given"), ""
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("title") or ""
+        if not detail:
+            # DRF-style field errors: {"field": ["message"]}
+            detail = "; ".join(
+                f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
+                for key, value in body.items()
+            )
+        return str(detail)[:1000], str(body.get("code") or "")
+    return json.dumps(body)[:300], ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - timezone.now()).total_seconds(), 0.0)
+
+
+def _cursor_from(next_url: Any) -> str | None:
+    if not next_url or not isinstance(next_url, str):
+        return None
+    values = parse_qs(urlsplit(next_url).query).get("cursor")
+    return values[0] if values else None
+
+
+def _field(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind):
+        raise JudgeError(f"The judge API's reply lacks a valid '{name}' ({kind.__name__} expected).")
+    return value
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parse_judge(data: dict[str, Any]) -> JudgeInfo:
+    evaluators = []
+    for row in data.get("evaluators") or []:
+        if not isinstance(row, dict):
+            continue
+        objective = row.get("objective")
+        if not isinstance(objective, dict):
+            objective = {}
+        evaluators.append(
+            EvaluatorInfo(
+                id=str(row.get("id") or ""),
+                name=str(row.get("name") or ""),
+                model=str(row.get("model") or ""),
+                intent=str(objective.get("intent") or ""),
+                version_id=str(row.get("version_id") or ""),
+            )
+        )
+    inputs = data.get("inputs")
+    return JudgeInfo(
+        id=_field(data, "id", str),
+        name=str(data.get("name") or ""),
+        intent=str(data.get("intent") or ""),
+        evaluators=tuple(evaluators),
+        inputs=inputs if isinstance(inputs, dict) else {},
+        created_at=_datetime(data.get("created_at")),
+        version_id=data.get("version_id") if isinstance(data.get("version_id"), str) else None,
+    )
+
+
+def parse_evaluator_results(value: Any) -> tuple[EvaluatorResult, ...] | None:
+    """Batch items carry an untyped list: need only name, score and justification; tolerate the rest."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise JudgeError("The judge API sent evaluator_results that are not a list.")
+    results = []
+    for row in value:
+        if not isinstance(row, dict):
+            continue
+        results.append(
+            EvaluatorResult(
+                evaluator_name=str(row.get("evaluator_name") or row.get("name") or "evaluator"),
+                score=_number(row.get("score")),
+                justification=str(row.get("justification") or ""),
+                evaluator_id=str(row.get("evaluator_id") or ""),
+                confidence=_number(row.get("confidence")),
+            )
+        )
+    return tuple(results)
+
+
+def parse_batch(data: dict[str, Any]) -> Batch:
+    items = []
+    for row in data.get("items") or []:
+        if not isinstance(row, dict) or not isinstance(row.get("index"), int):
+            raise JudgeError("The judge API sent a batch item without an index.")
+        items.append(
+            BatchItem(
+                index=row["index"],
+                status=str(row.get("status") or "pending"),
+                evaluator_results=parse_evaluator_results(row.get("evaluator_results")),
+                error_message=str(row.get("error_message") or ""),
+                execution_log_id=row.get("execution_log_id") or None,
+                started_at=_datetime(row.get("started_at")),
+                completed_at=_datetime(row.get("completed_at")),
+            )
+        )
+    judge = data.get("judge")
+    if not isinstance(judge, dict):
+        judge = {}
+    tags = data.get("tags")
+    return Batch(
+        id=_field(data, "batch_execution_id", str),
+        status=_field(data, "status", str),
+        total_count=int(data.get("total_count") or 0),
+        completed_count=int(data.get("completed_count") or 0),
+        failed_count=int(data.get("failed_count") or 0),
+        created_at=_datetime(data.get("created_at")),
+        started_at=_datetime(data.get("started_at")),
+        completed_at=_datetime(data.get("completed_at")),
+        tags=tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
+        judge_id=str(judge["id"]) if judge.get("id") else None,
+        items=tuple(items),
+    )
+
+
+def parse_execution_log(data: dict[str, Any]) -> ExecutionLog:
+    latencies = tuple(
+        (str(row.get("evaluator_name") or ""), _number(row.get("duration")))
+        for row in data.get("evaluator_latencies") or []
+        if isinstance(row, dict)
+    )
+    thresholds = {
+        str(row.get("evaluator_name")): float(row["threshold"])
+        for row in data.get("evaluator_results") or []
+        if isinstance(row, dict) and _number(row.get("threshold")) is not None
+    }
+    return ExecutionLog(
+        id=_field(data, "id", str),
+        score=_number(data.get("score")),
+        cost=_number(data.get("cost")),
+        model=str(data.get("model") or ""),
+        model_call_duration=_number(data.get("model_call_duration")),
+        evaluator_latencies=latencies,
+        thresholds=thresholds,
+    )

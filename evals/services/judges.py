@@ -1,0 +1,97 @@
+"""Judges: what the configured judge API offers, cached locally so pages never wait on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from evals.client import JudgeAPI, JudgeInfo
+from evals.models import Judge
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: int
+    updated: int
+    unlisted: int
+
+    @property
+    def total(self) -> int:
+        return self.added + self.updated
+
+
+def judges_for_current_api() -> QuerySet[Judge]:
+    return Judge.objects.filter(api_url=settings.JUDGE_API_URL)
+
+
+def judges_sync(*, api: JudgeAPI | None = None) -> SyncResult:
+    """Fetch every judge the API lists and store it; judges no longer listed are kept but marked.
+
+    Raises JudgeError when the API cannot be read; nothing is changed then.
+    """
+    own_api = api is None
+    api = api or JudgeAPI.from_settings()
+    try:
+        remote = list(api.list_judges())
+    finally:
+        if own_api:
+            api.close()
+    now = timezone.now()
+    added = updated = 0
+    with transaction.atomic():
+        existing = {judge.remote_id: judge for judge in judges_for_current_api()}
+        for info in remote:
+            judge = existing.pop(info.id, None)
+            if judge is None:
+                judge = Judge(
+                    api_url=settings.JUDGE_API_URL, remote_id=info.id, source=settings.JUDGE_API_SOURCE
+                )
+                added += 1
+            else:
+                updated += 1
+            _apply(judge, info, now=now)
+            judge.save()
+        unlisted = [judge.pk for judge in existing.values() if judge.is_listed]
+        Judge.objects.filter(pk__in=unlisted).update(is_listed=False)
+    return SyncResult(added=added, updated=updated, unlisted=len(unlisted))
+
+
+def judge_refresh(*, judge: Judge, api: JudgeAPI | None = None) -> Judge:
+    """Fetch one judge's detail (the only place its current version_id appears) and store it."""
+    own_api = api is None
+    api = api or JudgeAPI.from_settings()
+    try:
+        info = api.get_judge(judge.remote_id)
+    finally:
+        if own_api:
+            api.close()
+    _apply(judge, info, now=timezone.now())
+    judge.save()
+    return judge
+
+
+def _apply(judge: Judge, info: JudgeInfo, *, now: datetime) -> None:
+    judge.name = info.name
+    judge.intent = info.intent
+    judge.inputs = info.inputs
+    judge.evaluators = [
+        {
+            "id": evaluator.id,
+            "name": evaluator.name,
+            "model": evaluator.model,
+            "intent": evaluator.intent,
+            "version_id": evaluator.version_id,
+        }
+        for evaluator in info.evaluators
+    ]
+    # List rows carry no version_id; keep the one a detail fetch gave.
+    if info.version_id:
+        judge.version_id = info.version_id
+    judge.remote_created_at = info.created_at
+    judge.synced_at = now
+    judge.is_listed = True

@@ -1,0 +1,104 @@
+"""Every page needs a login, except the few that must not: checked over the whole URL map."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+# Views that answer without a session, each with a reason.
+PUBLIC_PREFIXES = (
+    "login/",  # the login page itself
+    "judge-api/",  # the offline judge: its own API key
+    "admin/",  # Django admin has its own login
+    "s/",  # share links: a token in the URL
+    "healthz",  # load balancer probe
+)
+
+
+def walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from walk(pattern.url_patterns, route)
+        else:
+            yield route
+
+
+def sample_path(route: str) -> str:
+    route = re.sub(r"<int:[^>]+>", "1", route)
+    route = re.sub(r"<uuid:[^>]+>", str(uuid.uuid4()), route)
+    route = re.sub(r"<(?:str:|slug:)?[^>]+>", "x", route)
+    return "/" + route.lstrip("^").rstrip("$")
+
+
+PRIVATE_ROUTES = sorted(
+    {route for route in walk(get_resolver().url_patterns) if not route.startswith(PUBLIC_PREFIXES)}
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", PRIVATE_ROUTES)
+def test_private_pages_redirect_anonymous_visitors_to_login(client: Client, route: str) -> None:
+    path = sample_path(route)
+    response = client.get(path)
+    assert response.status_code == 302, f"{path} answered {response.status_code} without a login"
+    assert response["Location"].startswith("/login/?next=")
+
+
+def test_the_url_map_has_private_pages() -> None:
+    assert {"runs/", "datasets/", "judges/"} <= set(PRIVATE_ROUTES)
+
+
+@pytest.mark.django_db
+def test_login_page_is_public_and_styled(client: Client) -> None:
+    response = client.get("/login/")
+    assert response.status_code == 200
+    assert b"docket.css" in response.content
+    assert b"Log in to Docket" in response.content
+
+
+@pytest.mark.django_db
+def test_offline_judge_api_answers_without_a_session_but_wants_its_key(client: Client) -> None:
+    response = client.get("/judge-api/v1/judges/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.django_db
+def test_login_then_logout(client: Client, user: object) -> None:
+    response = client.post("/login/", {"username": "ada", "password": "a-long-test-password"})
+    assert response.status_code == 302
+    assert client.get("/runs/").status_code == 200
+    response = client.post("/logout/")
+    assert response.status_code == 302
+    assert client.get("/runs/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_repeated_failed_logins_lock_the_username_out_even_with_the_right_password(
+    client: Client, user: object
+) -> None:
+    for _ in range(4):
+        response = client.post("/login/", {"username": "ada", "password": "wrong"})
+        assert b"Please enter a correct username and password" in response.content
+    response = client.post("/login/", {"username": "ada", "password": "wrong"})
+    assert response.status_code == 429
+    response = client.post("/login/", {"username": "ada", "password": "a-long-test-password"})
+    assert response.status_code == 429
+    assert b"Too many failed logins" in response.content
+    assert b"Try again in 15 minutes" in response.content
+    assert client.get("/runs/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_lockout_for_one_username_does_not_block_another(client: Client, django_user_model: type) -> None:
+    django_user_model.objects.create_user(username="bob", password="another-long-password")  # type: ignore[attr-defined]
+    for _ in range(5):
+        client.post("/login/", {"username": "ada", "password": "wrong"})
+    response = client.post("/login/", {"username": "bob", "password": "another-long-password"})
+    assert response.status_code == 302

@@ -1,0 +1,74 @@
+"""Production mode: required settings, and `check --deploy` with nothing to report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DOCKET_", "DATABASE_URL", "REDIS_URL"))
+    }
+    return subprocess.run(
+        [sys.executable, MANAGE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_reports_nothing_in_production_mode(tmp_path: Path) -> None:
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "DEBUG",
+        env={
+            "DOCKET_DEBUG": "0",
+            "DOCKET_VAR_DIR": str(tmp_path),
+            "SECRET_KEY": "x8#kq2!v-4Lr9wT0zP@3mN6bY1cJ7hF5dS2aQ8eU4iO0pK9lZ6gX3",
+            "ALLOWED_HOSTS": "docket.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    result = run_manage(
+        "check",
+        env={"DOCKET_DEBUG": "0", "DOCKET_VAR_DIR": str(tmp_path), "ALLOWED_HOSTS": "docket.example.com"},
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DOCKET_DEBUG=0." in result.stderr
+
+
+def test_production_mode_refuses_to_start_without_allowed_hosts(tmp_path: Path) -> None:
+    result = run_manage(
+        "check",
+        env={
+            "DOCKET_DEBUG": "0",
+            "DOCKET_VAR_DIR": str(tmp_path),
+            "SECRET_KEY": "k" * 30 + "abcdefghijklmnopqrstuvwxyz",
+        },
+    )
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_development_defaults_use_sqlite_in_wal_with_immediate_transactions() -> None:
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return  # the PostgreSQL configuration is checked by its own suite
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+
+
+def test_task_retry_exceeds_the_task_timeout() -> None:
+    assert settings.Q_CLUSTER["retry"] > settings.Q_CLUSTER["timeout"]  # type: ignore[operator]

@@ -1,0 +1,345 @@
+"""The judge API client against a fake server at the seam (httpx.MockTransport): every error class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from evals.client import JudgeAPI, JudgeError
+
+BASE = "https://judge.example/api"
+
+
+def problem(status: int, code: str, detail: str, title: str = "Error.") -> dict[str, Any]:
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": None,
+        "code": code,
+    }
+
+
+def make_api(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> JudgeAPI:
+    return JudgeAPI(base_url=BASE, api_key="sekrit-key", transport=httpx.MockTransport(handler), **kwargs)
+
+
+def judge_row(judge_id: str, name: str) -> dict[str, Any]:
+    return {
+        "id": judge_id,
+        "name": name,
+        "intent": "checks things",
+        "created_at": "2026-01-02T03:04:05Z",
+        "visibility": "private",
+        "inputs": {"contexts": {"type": "array", "items": {"type": "string"}}},
+        "evaluators": [
+            {
+                "id": "e1",
+                "name": "Relevance",
+                "objective": {"intent": "on topic"},
+                "is_root_evaluator": True,
+                "model": "gpt-x",
+                "version_id": "v1",
+            }
+        ],
+        "_meta": {},
+        "project_id": None,
+    }
+
+
+def test_requests_carry_the_api_key_scheme_and_a_user_agent() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"next": None, "previous": None, "results": []})
+
+    list(make_api(handler).list_judges())
+    assert seen[0].headers["Authorization"] == "Api-Key sekrit-key"
+    assert seen[0].headers["User-Agent"].startswith("Docket/")
+    assert str(seen[0].url).startswith(f"{BASE}/v1/judges/?")
+
+
+def test_list_judges_follows_cursors_and_never_sends_the_key_to_another_host() -> None:
+    requested: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(str(request.url))
+        if "cursor" not in request.url.params:
+            # A `next` on a foreign host: only its cursor may be used, against our own base URL.
+            return httpx.Response(
+                200,
+                json={
+                    "next": "https://elsewhere.example/v1/judges/?cursor=abc%3D&page_size=1",
+                    "previous": None,
+                    "results": [judge_row("j1", "First")],
+                },
+            )
+        assert request.url.params["cursor"] == "abc="
+        return httpx.Response(
+            200, json={"next": None, "previous": None, "results": [judge_row("j2", "Second")]}
+        )
+
+    judges = list(make_api(handler).list_judges(page_size=1))
+    assert [judge.name for judge in judges] == ["First", "Second"]
+    assert all(url.startswith(BASE) for url in requested)
+    assert judges[0].evaluators[0].model == "gpt-x"
+    assert judges[0].evaluators[0].intent == "on topic"
+    assert judges[0].inputs == {"contexts": {"type": "array", "items": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "permanent"),
+    [
+        (400, "invalid", True),
+        (401, "authentication_failed", True),
+        (403, "permission_denied", True),
+        (404, "not_found", True),
+        (500, "error", False),
+        (502, "", False),
+        (503, "", False),
+    ],
+)
+def test_error_statuses_map_to_permanent_or_transient(status: int, code: str, permanent: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=problem(status, code, f"detail for {status}"))
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).get_batch("b1")
+    error = caught.value
+    assert error.status == status
+    assert error.permanent is permanent
+    assert f"detail for {status}" in error.message
+    assert "sekrit-key" not in error.message
+
+
+def test_400_names_the_field_the_judge_complained_about() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            400, json=problem(400, "invalid", "inputs: ensure this list has between 1 and 100 items.")
+        )
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[], tags=[])
+    assert caught.value.permanent
+    assert "inputs: ensure this list has between 1 and 100 items." in caught.value.message
+    assert not caught.value.outcome_unknown
+
+
+def test_400_with_drf_field_errors_is_readable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"judge_version_id": ["Unknown version."]})
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=[])
+    assert "judge_version_id: Unknown version." in caught.value.message
+
+
+def test_429_is_transient_and_carries_retry_after_seconds() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            429, headers={"Retry-After": "12"}, json=problem(429, "throttled", "Request was throttled.")
+        )
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    error = caught.value
+    assert error.throttled and not error.permanent
+    assert error.retry_after == 12.0
+    # A throttled create was not carried out: no need to look it up before sending it again.
+    assert not error.outcome_unknown
+
+
+def test_retry_after_as_an_http_date_is_understood() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}, text="slow down")
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).get_batch("b1")
+    assert caught.value.retry_after is not None and caught.value.retry_after > 3600
+
+
+def test_a_500_on_create_leaves_the_outcome_unknown() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text="<html>Server Error</html>")
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    assert caught.value.outcome_unknown and not caught.value.permanent
+    assert "Server Error" in caught.value.message
+
+
+def test_a_read_timeout_on_create_leaves_the_outcome_unknown() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler, timeout=2.5).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    assert caught.value.outcome_unknown and not caught.value.permanent
+    assert "2.5 s" in caught.value.message
+
+
+def test_a_connect_error_is_transient_and_known_not_to_have_happened() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    assert not caught.value.permanent and not caught.value.outcome_unknown
+    assert "Could not connect" in caught.value.message
+
+
+def test_a_dropped_connection_on_create_leaves_the_outcome_unknown() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    assert caught.value.outcome_unknown
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"batch_execution_id": 5}'])
+def test_malformed_replies_raise_a_readable_transient_error(body: bytes) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, content=body, headers={"Content-Type": "application/json"})
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).create_batch("j1", inputs=[{"response": "x"}], tags=["t"])
+    assert not caught.value.permanent
+    assert "judge API" in caught.value.message
+
+
+def test_create_batch_sends_the_documented_body_and_reads_the_202() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST" and request.url.path == "/api/v1/batch-executions/"
+        bodies.append(json.loads(request.content))
+        return httpx.Response(
+            202, json={"batch_execution_id": "b-1", "status_url": "/v1/judges/batch-executions/b-1/"}
+        )
+
+    created = make_api(handler).create_batch(
+        "j1", inputs=[{"response": "hi"}], tags=["docket:r:0", "nightly"], judge_version_id="v9"
+    )
+    assert created.id == "b-1"
+    assert bodies == [
+        {
+            "judge_id": "j1",
+            "inputs": [{"response": "hi"}],
+            "tags": ["docket:r:0", "nightly"],
+            "judge_version_id": "v9",
+        }
+    ]
+
+
+def test_batch_detail_tolerates_results_with_only_the_documented_three_fields() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "batch_execution_id": "b-1",
+                "status": "partial",
+                "total_count": 2,
+                "completed_count": 1,
+                "failed_count": 1,
+                "created_at": "2026-11-27T10:00:00Z",
+                "started_at": None,
+                "completed_at": None,
+                "judge": None,
+                "tags": ["docket:x:0"],
+                "items": [
+                    {
+                        "index": 0,
+                        "status": "completed",
+                        "input": {},
+                        "evaluator_results": [
+                            {
+                                "score": 0.5,
+                                "justification": "half",
+                                "evaluator_name": "Relevance",
+                                "surprise": "extra keys are fine",
+                            }
+                        ],
+                        "error_message": "",
+                        "execution_log_id": "log-1",
+                        "started_at": None,
+                        "completed_at": None,
+                    },
+                    {
+                        "index": 1,
+                        "status": "failed",
+                        "input": {},
+                        "evaluator_results": None,
+                        "error_message": "model timed out",
+                        "execution_log_id": None,
+                    },
+                ],
+            },
+        )
+
+    batch = make_api(handler).get_batch("b-1")
+    assert batch.is_finished and batch.tags == ("docket:x:0",)
+    first, second = batch.items
+    assert first.evaluator_results is not None
+    assert (first.evaluator_results[0].evaluator_name, first.evaluator_results[0].score) == ("Relevance", 0.5)
+    assert first.evaluator_results[0].confidence is None
+    assert second.evaluator_results is None and second.error_message == "model timed out"
+
+
+def test_find_batch_by_tag_pages_through_the_batch_list() -> None:
+    def row(batch_id: str, tags: list[str]) -> dict[str, Any]:
+        return {
+            "batch_execution_id": batch_id,
+            "status": "processing",
+            "total_count": 1,
+            "completed_count": 0,
+            "failed_count": 0,
+            "created_at": None,
+            "started_at": None,
+            "completed_at": None,
+            "judge": None,
+            "tags": tags,
+        }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["judge_id"] == "j1"
+        assert request.url.params["date_from"].startswith("2026-11-27T09:00:00")
+        if request.url.params.get("cursor") == "p2":
+            return httpx.Response(
+                200, json={"next": None, "previous": None, "results": [row("b-2", ["docket:r:1"])]}
+            )
+        return httpx.Response(
+            200,
+            json={
+                "next": f"{BASE}/v1/judges/batch-executions/?cursor=p2",
+                "previous": None,
+                "results": [row("b-1", ["docket:r:0", "docket:r:10"])],
+            },
+        )
+
+    from datetime import UTC, datetime
+
+    api = make_api(handler)
+    since = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    found = api.find_batch_by_tag(judge_id="j1", tag="docket:r:1", since=since)
+    assert found is not None and found.id == "b-2"
+    assert api.find_batch_by_tag(judge_id="j1", tag="docket:r:2", since=since) is None
+
+
+def test_every_call_is_logged_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "3"}, json=problem(429, "throttled", "slow"))
+
+    caplog.set_level("INFO", logger="evals.judge_api")
+    with pytest.raises(JudgeError):
+        make_api(handler).get_batch("b-7", attempt=4)
+    line = caplog.records[-1].getMessage()
+    assert "method=GET path=/v1/judges/batch-executions/b-7/ status=429" in line
+    assert "attempt=4" in line and "latency_ms=" in line
+    assert "sekrit-key" not in caplog.text
