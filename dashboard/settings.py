@@ -202,6 +202,21 @@ else:
     JUDGE_API_KEY = OFFLINE_JUDGE_API_KEY
 JUDGE_API_TIMEOUT = env_float("JUDGE_API_TIMEOUT", 30.0)
 
+# The pump: the background loop that submits remote batches and polls them.
+# How many pumps may run at once (each one works every run, through a pool of HTTP threads).
+DOCKET_PUMP_SLOTS = env_int("DOCKET_PUMP_SLOTS", 1)
+# A pump works this long, then hands over to a fresh task (well under Q_CLUSTER["timeout"]).
+DOCKET_PUMP_SLICE_SECONDS = env_float("DOCKET_PUMP_SLICE_SECONDS", 120.0)
+DOCKET_MAX_IN_FLIGHT_PER_RUN = env_int("DOCKET_MAX_IN_FLIGHT_PER_RUN", 10)
+DOCKET_MAX_IN_FLIGHT = env_int("DOCKET_MAX_IN_FLIGHT", 40)
+DOCKET_HTTP_CONCURRENCY = env_int("DOCKET_HTTP_CONCURRENCY", 8)
+DOCKET_POLL_MIN_SECONDS = env_float("DOCKET_POLL_MIN_SECONDS", 1.0)
+DOCKET_POLL_MAX_SECONDS = env_float("DOCKET_POLL_MAX_SECONDS", 10.0)
+DOCKET_BACKOFF_MAX_SECONDS = env_float("DOCKET_BACKOFF_MAX_SECONDS", 60.0)
+# Consecutive failures after which a batch is given up (its items fail with the last error).
+DOCKET_MAX_CREATE_ATTEMPTS = env_int("DOCKET_MAX_CREATE_ATTEMPTS", 10)
+DOCKET_MAX_POLL_ATTEMPTS = env_int("DOCKET_MAX_POLL_ATTEMPTS", 30)
+
 # Uploads: nothing in Django caps a file's size, so Docket checks these itself.
 DOCKET_MAX_UPLOAD_BYTES = env_int("DOCKET_MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
 DOCKET_MAX_ROWS = env_int("DOCKET_MAX_ROWS", 1_000_000)

@@ -235,6 +235,10 @@ class Run(models.Model):
     backoff_reason = models.CharField(max_length=300, blank=True)
     # A run-wide problem worth showing (a judge that rejects every batch, say).
     last_error = models.TextField(blank=True)
+    # The evaluator names the run's table shows, in the judge's order (new ones appended as seen).
+    evaluators = models.JSONField(default=list, blank=True)
+    # {evaluator: {"n", "sum", "min", "max"}} kept up to date as scores arrive, so lists need no aggregates.
+    score_summary = models.JSONField(default=dict, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -255,6 +259,15 @@ class Run(models.Model):
     @property
     def done_count(self) -> int:
         return self.completed_count + self.failed_count + self.cancelled_count
+
+    @property
+    def evaluator_means(self) -> list[tuple[str, float | None, int]]:
+        means = []
+        for name in self.evaluators:
+            entry = self.score_summary.get(name) or {}
+            n = int(entry.get("n", 0))
+            means.append((name, entry["sum"] / n if n else None, n))
+        return means
 
 
 class RemoteBatchQuerySet(models.QuerySet["RemoteBatch"]):

@@ -8,3 +8,19 @@ from __future__ import annotations
 # --- Datasets -------------------------------------------------------------------------------------
 
 # --- Runs -----------------------------------------------------------------------------------------
+
+
+def pump() -> None:
+    from evals.pump import pump as pump_runs
+
+    pump_runs()
+
+
+def watchdog() -> None:
+    """Runs every minute (a django-q2 Schedule): restarts the pump if work is waiting and none is alive."""
+    from evals.models import RemoteBatch
+    from evals.pump import pump_alive
+    from evals.services.runs import wake_pump
+
+    if RemoteBatch.objects.unfinished().exists() and not pump_alive():
+        wake_pump()
