@@ -1,0 +1,327 @@
+"""What the offline judge does: evaluate inputs, schedule items on the lanes, write batches and logs."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from offline_judge import clock
+from offline_judge.catalogue import (
+    INPUT_REASONS,
+    OWNER,
+    PROJECT_ID,
+    EvaluatorSpec,
+    JudgeSpec,
+    required_inputs,
+)
+from offline_judge.evaluators import Verdict
+from offline_judge.faults import FaultPlan
+from offline_judge.inputs import ItemInput
+from offline_judge.models import Batch, BatchItem, BatchTag, ExecutionLog, LaneClock, Outcome
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Simulated price and prompt size, so cost grows with the text like a real model call would.
+PRICE_PER_TOKEN_USD = 1e-6
+PROMPT_TOKENS_PER_EVALUATOR = 200
+OUTPUT_TOKENS_PER_EVALUATOR = 60
+
+
+@dataclass(frozen=True)
+class Scored:
+    spec: EvaluatorSpec
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Runner:
+    """What runs an input: a judge, or the evaluators picked for an evaluator-only batch."""
+
+    judge: JudgeSpec | None
+    evaluators: tuple[EvaluatorSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return self.judge.name if self.judge else ", ".join(spec.name for spec in self.evaluators)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return required_inputs(self.evaluators)
+
+    def missing_message(self, item: ItemInput) -> str:
+        """Empty when the item has every input the runner needs; otherwise says which and why."""
+        sentences = []
+        for name in item.missing(self.required):
+            if self.judge is not None:
+                subject = "this judge"
+            else:
+                first = next(spec for spec in self.evaluators if name in spec.requires)
+                subject = f'the evaluator "{first.name}"'
+            sentences.append(
+                f'Missing required input "{name}": {INPUT_REASONS[name].format(subject=subject)}.'
+            )
+        return " ".join(sentences)
+
+
+def evaluate(runner: Runner, item: ItemInput) -> list[Scored]:
+    data = item.for_evaluators()
+    return [Scored(spec, spec.evaluate(data)) for spec in runner.evaluators]
+
+
+def evaluator_results(scored: list[Scored]) -> list[dict[str, Any]]:
+    """The six-field EvaluatorResult list of the execute reply and of batch items."""
+    return [
+        {
+            "evaluator_name": s.spec.name,
+            "score": s.verdict.score,
+            "justification": s.verdict.justification,
+            "evaluator_id": s.spec.id,
+            "evaluator_version_id": s.spec.version_id,
+            "confidence": s.verdict.confidence,
+        }
+        for s in scored
+    ]
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def simulated_cost(runner: Runner, item: ItemInput) -> float:
+    per_evaluator = (
+        PROMPT_TOKENS_PER_EVALUATOR + math.ceil(item.text_length() / 4) + OUTPUT_TOKENS_PER_EVALUATOR
+    )
+    return round(len(runner.evaluators) * per_evaluator * PRICE_PER_TOKEN_USD, 6)
+
+
+def _log_turns(item: ItemInput) -> list[dict[str, Any]] | None:
+    if not item.turns:
+        return None
+    return [
+        {
+            "role": turn["role"],
+            # The log model requires a string; assistant tool-call turns may have sent null.
+            "content": turn.get("content") or "",
+            "contexts": turn.get("contexts"),
+            "tool_call_id": turn.get("tool_call_id"),
+            "tool_calls": turn.get("tool_calls"),
+            "evaluation_justification": None,
+        }
+        for turn in item.turns
+    ]
+
+
+def log_detail(
+    *, runner: Runner, item: ItemInput, scored: list[Scored], tags: list[str], duration_s: float
+) -> dict[str, Any]:
+    """Everything of ExecutionLogDetails except id and created_at, which the row itself holds."""
+    data = item.for_evaluators()
+    weights = [1 + len(s.verdict.justification) / 200 for s in scored]
+    total_weight = sum(weights) or 1.0
+    variables = {"request": data.request, "response": data.response}
+    if data.expected_output:
+        variables["expected_output"] = data.expected_output
+    models_used = list(dict.fromkeys(s.spec.model for s in scored))
+    judge = runner.judge
+    return {
+        "cost": simulated_cost(runner, item),
+        "turns": _log_turns(item),
+        "evaluation_context": {
+            "contexts": list(data.contexts) or None,
+            "expected_output": data.expected_output or None,
+        },
+        "evaluator_latencies": [
+            {"evaluator_name": s.spec.name, "duration": round(duration_s * w / total_weight, 4)}
+            for s, w in zip(scored, weights, strict=True)
+        ],
+        "executed_item_id": judge.id if judge else None,
+        "executed_item_name": runner.name,
+        "executed_item_version_id": judge.version_id if judge else None,
+        "execution_type": "judge" if judge else "evaluator",
+        "justification": "\n".join(
+            f"{s.spec.name} ({s.verdict.score}): {s.verdict.justification}" for s in scored
+        ),
+        "llm_output": "\n".join(f"{s.spec.name}: {s.verdict.score}" for s in scored),
+        "model_call_duration": round(duration_s, 4),
+        "model": ", ".join(models_used),
+        "owner": dict(OWNER),
+        "parent_execution_log_id": None,
+        "scoring_criteria": "\n".join(
+            ([judge.intent] if judge else []) + [f"{s.spec.name}: {s.spec.intent}" for s in scored]
+        ),
+        "score": _mean([s.verdict.score for s in scored]),
+        "session_id": item.session_id or "",
+        "system_prompt": item.system_prompt or "",
+        "tags": list(tags),
+        "user_id": item.user_id or "",
+        "evaluator_results": [
+            {
+                "evaluator_id": s.spec.id,
+                "evaluator_name": s.spec.name,
+                "result": s.verdict.score,
+                "threshold": s.spec.threshold,
+                "status": "finished",
+                "justification": s.verdict.justification,
+            }
+            for s in scored
+        ],
+        "variables": variables,
+        "classification": None,
+        "confidence": _mean([s.verdict.confidence for s in scored]),
+    }
+
+
+def _from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _to_us(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True)
+class Booking:
+    seq: int
+    created_at: datetime
+    slots: list[tuple[datetime, datetime]]
+
+
+def schedule(*, count: int, slots: int, plan: FaultPlan) -> Booking:
+    """Book `slots` consecutive items on the lanes, each on the lane that frees first; FIFO across batches.
+
+    Must run inside the create's transaction: the clock row is locked until it commits, so concurrent
+    creates on PostgreSQL queue up here (SQLite's IMMEDIATE transactions already serialise them).
+    """
+    lane_clock, _ = LaneClock.objects.select_for_update().get_or_create(id=1)
+    # Read under the lock, so creation times follow the order in which creates took the lanes.
+    now = clock.now()
+    now_us = _to_us(now)
+    lanes = sorted(lane_clock.free_at_us)
+    if len(lanes) > plan.lane_count:
+        # Fewer lanes than before: keep the busiest, so new work never starts before older work allows.
+        lanes = lanes[-plan.lane_count :]
+    lanes += [now_us] * (plan.lane_count - len(lanes))
+    heapq.heapify(lanes)
+    item_us = round(plan.item_s * 1_000_000)
+    booked: list[tuple[datetime, datetime]] = []
+    for _ in range(slots):
+        start = max(lanes[0], now_us)
+        heapq.heapreplace(lanes, start + item_us)
+        booked.append((_from_us(start), _from_us(start + item_us)))
+    lane_clock.free_at_us = sorted(lanes)
+    lane_clock.batches_created += 1
+    lane_clock.save(update_fields=["free_at_us", "batches_created"])
+    # A whole-batch failure occupies one slot, and every item shares it.
+    return Booking(
+        seq=lane_clock.batches_created, created_at=now, slots=booked if slots == count else booked[:1] * count
+    )
+
+
+def batch_failure_message() -> str:
+    return "The batch failed as a whole (simulated batch failure): no item of it was evaluated."
+
+
+def item_failure_message(spec: EvaluatorSpec) -> str:
+    return f'Evaluator "{spec.name}" failed: model call timed out (simulated).'
+
+
+def batch_create(
+    *,
+    runner: Runner,
+    inputs: list[ItemInput],
+    tags: list[str],
+    project_id: str | None,
+    plan: FaultPlan,
+) -> Batch:
+    """Evaluate every input now, schedule the items on the lanes, and store what time will reveal."""
+    whole_batch_fails = plan.batch_fails()
+    failing_evaluator = plan.item_failures(len(inputs), len(runner.evaluators))
+    prepared: list[tuple[ItemInput, str, list[Scored] | None]] = []
+    for item, failing in zip(inputs, failing_evaluator, strict=True):
+        error = batch_failure_message() if whole_batch_fails else runner.missing_message(item)
+        if not error and failing is not None:
+            error = item_failure_message(runner.evaluators[failing])
+        prepared.append((item, error, None if error else evaluate(runner, item)))
+
+    with transaction.atomic():
+        booking = schedule(count=len(inputs), slots=1 if whole_batch_fails else len(inputs), plan=plan)
+        slots = booking.slots
+        failed = sum(1 for _, error, _ in prepared if error)
+        outcome = (
+            Outcome.COMPLETED if not failed else Outcome.FAILED if failed == len(inputs) else Outcome.PARTIAL
+        )
+        judge = runner.judge
+        batch = Batch.objects.create(
+            judge_id=judge.id if judge else None,
+            judge_version_id=judge.version_id if judge else None,
+            judge_name=judge.name if judge else "",
+            evaluators=[{"id": s.id, "name": s.name, "version_id": s.version_id} for s in runner.evaluators],
+            project_id=project_id or PROJECT_ID,
+            tags=tags,
+            seq=booking.seq,
+            created_at=booking.created_at,
+            first_started_at=min(start for start, _ in slots),
+            last_completed_at=max(end for _, end in slots),
+            outcome=outcome,
+            total_count=len(inputs),
+            failure=batch_failure_message() if whole_batch_fails else "",
+        )
+        logs: list[ExecutionLog | None] = []
+        for (item, _error, scored), (_start, end) in zip(prepared, slots, strict=True):
+            if scored is None:
+                logs.append(None)
+                continue
+            detail = log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
+            logs.append(
+                ExecutionLog(
+                    created_at=end,
+                    batch=batch,
+                    judge_id=judge.id if judge else None,
+                    score=detail["score"],
+                    cost=detail["cost"],
+                    tags=tags,
+                    detail=detail,
+                )
+            )
+        ExecutionLog.objects.bulk_create([log for log in logs if log is not None])
+        BatchItem.objects.bulk_create(
+            BatchItem(
+                batch=batch,
+                index=index,
+                input=item.echo(),
+                outcome=Outcome.FAILED if error else Outcome.COMPLETED,
+                evaluator_results=evaluator_results(scored) if scored is not None else None,
+                error_message=error,
+                execution_log=log,
+                started_at=start,
+                completed_at=end,
+            )
+            for index, ((item, error, scored), (start, end), log) in enumerate(
+                zip(prepared, slots, logs, strict=True)
+            )
+        )
+        BatchTag.objects.bulk_create(BatchTag(batch=batch, tag=tag) for tag in dict.fromkeys(tags))
+    return batch
+
+
+def judge_execute(
+    *, runner: Runner, item: ItemInput, tags: list[str], plan: FaultPlan
+) -> tuple[list[Scored], ExecutionLog]:
+    """A synchronous run: it takes one item's simulated time, outside the lanes (no queueing)."""
+    scored = evaluate(runner, item)
+    clock.sleep(plan.item_s)
+    detail = log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
+    log = ExecutionLog.objects.create(
+        created_at=clock.now(),
+        judge_id=runner.judge.id if runner.judge else None,
+        score=detail["score"],
+        cost=detail["cost"],
+        tags=tags,
+        detail=detail,
+    )
+    return scored, log

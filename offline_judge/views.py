@@ -1,0 +1,452 @@
+"""The offline judge's HTTP API: Scorable's judge and batch endpoints, JSON only.
+
+Every view goes through `endpoint`, which counts the request, injects the configured faults, checks
+the Api-Key header, and turns every client mistake into a problem-JSON reply (never an HTML page).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.dateparse import parse_date, parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+
+from offline_judge import clock, faults, pagination, replies, services, stats
+from offline_judge.catalogue import EVALUATORS_BY_ID, JUDGES, JUDGES_BY_ID, EvaluatorSpec, JudgeSpec
+from offline_judge.inputs import Invalid, read_batch_request, read_execute_request
+from offline_judge.models import Batch, BatchItem, BatchStatus, ExecutionLog, Outcome
+
+logger = logging.getLogger(__name__)
+
+View = Callable[..., HttpResponse]
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class NotFound(Exception):
+    pass
+
+
+class ParseError(Exception):
+    pass
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _unauthorized(code: str, title: str, detail: str) -> JsonResponse:
+    return replies.problem(401, code, title, detail, headers={"WWW-Authenticate": 'Api-Key realm="api"'})
+
+
+def authenticate(request: HttpRequest) -> JsonResponse | None:
+    """None when the request carries `Authorization: Api-Key <the configured key>`, else the 401 reply."""
+    header = request.headers.get("Authorization", "")
+    if not header.strip():
+        return _unauthorized(
+            "not_authenticated", "Not authenticated.", "Authentication credentials were not provided."
+        )
+    scheme, _, key = header.strip().partition(" ")
+    title = "Incorrect authentication credentials."
+    if scheme.lower() != "api-key":
+        return _unauthorized("authentication_failed", title, 'Expected "Authorization: Api-Key <key>".')
+    # Read per request, so tests can override the setting.
+    expected = str(settings.OFFLINE_JUDGE_API_KEY or "")
+    if not expected or not hmac.compare_digest(key.strip().encode(), expected.encode()):
+        return _unauthorized("authentication_failed", title, "Invalid API key.")
+    return None
+
+
+def _route(request: HttpRequest) -> str:
+    match = request.resolver_match
+    return match.url_name if match and match.url_name else "unknown"
+
+
+def endpoint(*methods: str, inject_faults: bool = True) -> Callable[[View], View]:
+    allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def handle(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            stats.record_request(request.method or "", _route(request))
+            response = _run(view, allowed, inject_faults, request, *args, **kwargs)
+            stats.record_response(response.status_code)
+            return response
+
+        return csrf_exempt(login_not_required(handle))
+
+    return decorate
+
+
+def _run(
+    view: View, allowed: set[str], inject_faults: bool, request: HttpRequest, *args: Any, **kwargs: Any
+) -> HttpResponse:
+    plan = None
+    if inject_faults:
+        try:
+            plan = faults.current_plan()
+        except faults.FaultConfigError as error:
+            return replies.problem(500, "error", "A server error occurred.", str(error))
+        if plan.latency_s:
+            stats.record_fault("latency")
+            clock.sleep(plan.latency_s)
+    refused = authenticate(request)
+    if refused is not None:
+        return refused
+    fate = plan.request_fate() if plan else faults.RequestFate()
+    if fate.throttled and plan:
+        stats.record_fault("throttle")
+        wait = plan.retry_after_s
+        detail = f"Request was throttled. Expected available in {wait} second{'s' if wait != 1 else ''}."
+        return replies.problem(429, "throttled", "Throttled.", detail, headers={"Retry-After": str(wait)})
+    if fate.errored:
+        stats.record_fault("error")
+        return replies.problem(
+            500, "error", "A server error occurred.", "Simulated server error (fault injection)."
+        )
+    if request.method not in allowed:
+        return replies.problem(
+            405,
+            "method_not_allowed",
+            "Method not allowed.",
+            f'Method "{request.method}" not allowed.',
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    try:
+        response = view(request, *args, **kwargs)
+    except Invalid as error:
+        response = replies.problem(400, "invalid", "Invalid input.", error.detail)
+    except ParseError as error:
+        response = replies.problem(400, "parse_error", "Malformed request.", str(error))
+    except TooLarge as error:
+        response = replies.problem(413, "invalid", "Request entity too large.", str(error))
+    except pagination.BadCursor:
+        response = replies.problem(404, "not_found", "Not found.", "Invalid cursor.")
+    except NotFound as error:
+        response = replies.problem(404, "not_found", "Not found.", str(error))
+    except Exception:
+        logger.exception("offline judge: %s %s failed", request.method, request.path)
+        response = replies.problem(
+            500, "error", "A server error occurred.", "Unexpected error in the offline judge; see its log."
+        )
+    if fate.dropped and plan:
+        # Carried out, yet the caller learns nothing: it cannot tell whether a create happened.
+        stats.record_fault("drop")
+        clock.sleep(plan.drop_s)
+        return HttpResponse(b"", status=502, content_type="text/plain")
+    return response
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    # Read the stream ourselves: request.body stops at DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with an HTML
+    # 400, while the API accepts expected_output and system_prompt of up to 3.5 million characters each.
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > MAX_BODY_BYTES:
+        raise TooLarge(
+            f"The body has {declared:,} bytes; the offline judge accepts at most {MAX_BODY_BYTES:,}."
+        )
+    raw = request.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise TooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ParseError(f"JSON parse error - {error}") from None
+    if not isinstance(body, dict):
+        raise Invalid([f"body: must be a JSON object (got {type(body).__name__.replace('list', 'array')})."])
+    return body
+
+
+def _uuid_or_none(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _judge(judge_id: str) -> JudgeSpec:
+    judge = JUDGES_BY_ID.get(_uuid_or_none(judge_id) or "")
+    if judge is None:
+        raise NotFound(f'No judge with id "{judge_id}".')
+    return judge
+
+
+def _check_version(judge: JudgeSpec, version_id: str | None) -> None:
+    if version_id is not None and version_id != judge.version_id:
+        raise Invalid(
+            [
+                f'judge_version_id: unknown version "{version_id}" of judge "{judge.name}" '
+                f'(its version is "{judge.version_id}").'
+            ]
+        )
+
+
+# Reference: scorable-api.md §3 Judges (GET /v1/judges/)
+@endpoint("GET")
+def judges_list(request: HttpRequest) -> HttpResponse:
+    size = pagination.page_size(request)
+    token = pagination.cursor_token(request)
+    offset = pagination.decode(token).get("o", 0) if token else 0
+    if not isinstance(offset, int) or offset < 0:
+        raise pagination.BadCursor(token or "")
+    search = request.GET.get("search", "").strip().lower()
+    judges = (
+        [j for j in JUDGES if search in j.name.lower() or search in j.intent.lower()]
+        if search
+        else list(JUDGES)
+    )
+    page = judges[offset : offset + size]
+    next_token = pagination.encode({"o": offset + size}) if offset + size < len(judges) else None
+    previous_token = pagination.encode({"o": max(offset - size, 0)}) if offset > 0 else None
+    return JsonResponse(
+        {
+            "next": pagination.page_url(request, next_token),
+            "previous": pagination.page_url(request, previous_token),
+            "results": [replies.judge_row(judge) for judge in page],
+        }
+    )
+
+
+# Reference: scorable-api.md §3 Judges (GET /v1/judges/{id}/)
+@endpoint("GET")
+def judge_detail(request: HttpRequest, judge_id: str) -> HttpResponse:
+    return JsonResponse(replies.judge_detail(_judge(judge_id)))
+
+
+# Reference: scorable-api.md §3 Judges (POST /v1/judges/{judge_id}/execute/, JudgeExecutionResponse)
+@endpoint("POST")
+def judge_execute(request: HttpRequest, judge_id: str) -> HttpResponse:
+    judge = _judge(judge_id)
+    execution = read_execute_request(_json_body(request))
+    _check_version(judge, execution.judge_version_id)
+    runner = services.Runner(judge=judge, evaluators=judge.evaluators)
+    missing = runner.missing_message(execution.input)
+    if missing:
+        raise Invalid([missing])
+    scored, log = services.judge_execute(
+        runner=runner, item=execution.input, tags=execution.tags, plan=faults.current_plan()
+    )
+    return JsonResponse(
+        {"evaluator_results": services.evaluator_results(scored), "execution_log_id": str(log.id)}
+    )
+
+
+def _accepted(batch: Batch) -> JsonResponse:
+    return JsonResponse(
+        {"batch_execution_id": str(batch.id), "status_url": f"/v1/judges/batch-executions/{batch.id}/"},
+        status=202,
+    )
+
+
+# Reference: scorable-api.md §4.2 (POST /v1/judges/{judge_id}/batch-execute/, JudgeBatchExecutionRequest)
+@endpoint("POST")
+def judge_batch_execute(request: HttpRequest, judge_id: str) -> HttpResponse:
+    judge = _judge(judge_id)
+    body = read_batch_request(_json_body(request), generic=False)
+    _check_version(judge, body.judge_version_id)
+    batch = services.batch_create(
+        runner=services.Runner(judge=judge, evaluators=judge.evaluators),
+        inputs=body.inputs,
+        tags=body.tags,
+        project_id=body.project_id,
+        plan=faults.current_plan(),
+    )
+    return _accepted(batch)
+
+
+def _evaluators(ids: list[str]) -> tuple[EvaluatorSpec, ...]:
+    found: list[EvaluatorSpec] = []
+    problems = []
+    for index, value in enumerate(ids):
+        spec = EVALUATORS_BY_ID.get(_uuid_or_none(value) or "")
+        if spec is None:
+            problems.append(f'evaluator_ids[{index}]: no evaluator with id "{value}".')
+        elif spec not in found:
+            found.append(spec)
+    if problems:
+        raise Invalid(problems)
+    return tuple(found)
+
+
+# Reference: scorable-api.md §4.2 (POST /v1/batch-executions/, BatchExecutionCreateRequest)
+@endpoint("POST")
+def batch_executions_create(request: HttpRequest) -> HttpResponse:
+    body = read_batch_request(_json_body(request), generic=True)
+    if body.judge_id is not None:
+        judge = JUDGES_BY_ID.get(body.judge_id)
+        if judge is None:
+            raise Invalid([f'judge_id: no judge with id "{body.judge_id}".'])
+        _check_version(judge, body.judge_version_id)
+        runner = services.Runner(judge=judge, evaluators=judge.evaluators)
+    else:
+        if body.judge_version_id is not None:
+            raise Invalid(["judge_version_id: only meaningful with judge_id, not with evaluator_ids."])
+        runner = services.Runner(judge=None, evaluators=_evaluators(body.evaluator_ids or []))
+    batch = services.batch_create(
+        runner=runner,
+        inputs=body.inputs,
+        tags=body.tags,
+        project_id=body.project_id,
+        plan=faults.current_plan(),
+    )
+    return _accepted(batch)
+
+
+def _datetime_param(request: HttpRequest, key: str, *, end_of_day: bool) -> datetime | None:
+    value = request.GET.get(key, "").strip()
+    if not value:
+        return None
+    # An unencoded "+00:00" arrives as " 00:00".
+    parsed = parse_datetime(value) or parse_datetime(value.replace(" ", "+"))
+    if parsed is None:
+        day = parse_date(value)
+        if day is None:
+            raise Invalid([f'{key}: "{value}" is not an ISO 8601 date-time.'])
+        parsed = datetime.combine(day, time.max if end_of_day else time.min)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _batch_page(
+    batches: QuerySet[Batch], token: str | None, size: int
+) -> tuple[list[Batch], str | None, str | None]:
+    """Keyset pagination, newest first, on the creation sequence: pages stay put while batches are created."""
+    if token is None:
+        rows = list(batches.order_by("-seq")[: size + 1])
+        page, has_next, has_previous = rows[:size], len(rows) > size, False
+    else:
+        data = pagination.decode(token)
+        seq, direction = data.get("s"), data.get("d")
+        if not isinstance(seq, int) or direction not in ("next", "prev"):
+            raise pagination.BadCursor(token)
+        if direction == "next":
+            rows = list(batches.filter(seq__lt=seq).order_by("-seq")[: size + 1])
+            page, has_next = rows[:size], len(rows) > size
+            has_previous = bool(page) and batches.filter(seq__gt=page[0].seq).exists()
+        else:
+            rows = list(batches.filter(seq__gt=seq).order_by("seq")[: size + 1])
+            page, has_previous = rows[:size][::-1], len(rows) > size
+            has_next = bool(page) and batches.filter(seq__lt=page[-1].seq).exists()
+    return (
+        page,
+        pagination.encode({"s": page[-1].seq, "d": "next"}) if has_next else None,
+        pagination.encode({"s": page[0].seq, "d": "prev"}) if has_previous else None,
+    )
+
+
+# Reference: scorable-api.md §4.4 (GET /v1/judges/batch-executions/)
+@endpoint("GET")
+def batch_list(request: HttpRequest) -> HttpResponse:
+    now = clock.now()
+    size = pagination.page_size(request)
+    token = pagination.cursor_token(request)
+    batches = Batch.objects.all()
+    judge_id = request.GET.get("judge_id", "").strip()
+    if judge_id:
+        if _uuid_or_none(judge_id) is None:
+            raise Invalid([f'judge_id: "{judge_id}" is not a valid UUID.'])
+        batches = batches.filter(judge_id=judge_id)
+    status = request.GET.get("status", "").strip()
+    if status:
+        if status not in BatchStatus.values:
+            raise Invalid([f'status: "{status}" is not one of {", ".join(BatchStatus.values)}.'])
+        batches = batches.with_status(status, now)
+    batches = batches.created_between(
+        _datetime_param(request, "date_from", end_of_day=False),
+        _datetime_param(request, "date_to", end_of_day=True),
+    )
+    # project_id is accepted and ignored: every offline batch belongs to whichever project asks.
+    page, next_token, previous_token = _batch_page(batches, token, size)
+    counts: dict[uuid.UUID, tuple[int, int]] = {
+        row["batch"]: (row["completed"], row["failed"])
+        for row in BatchItem.objects.filter(batch__in=page, completed_at__lte=now)
+        .values("batch")
+        .annotate(
+            completed=Count("id", filter=Q(outcome=Outcome.COMPLETED)),
+            failed=Count("id", filter=Q(outcome=Outcome.FAILED)),
+        )
+    }
+    results = [
+        replies.batch_row(
+            batch,
+            now,
+            completed=counts.get(batch.id, (0, 0))[0],
+            failed=counts.get(batch.id, (0, 0))[1],
+        )
+        for batch in page
+    ]
+    return JsonResponse(
+        {
+            "next": pagination.page_url(request, next_token),
+            "previous": pagination.page_url(request, previous_token),
+            "results": results,
+        }
+    )
+
+
+def _batch(batch_id: str) -> Batch:
+    key = _uuid_or_none(batch_id)
+    batch = Batch.objects.filter(id=key).first() if key else None
+    if batch is None:
+        raise NotFound(f'No batch execution with id "{batch_id}".')
+    return batch
+
+
+# Reference: scorable-api.md §4.5 (GET /v1/judges/batch-executions/{id}/, BatchExecutionDetail)
+@endpoint("GET")
+def batch_detail(request: HttpRequest, batch_id: str) -> HttpResponse:
+    now = clock.now()
+    batch = _batch(batch_id)
+    return JsonResponse(replies.batch_detail(batch, list(batch.items.order_by("index")), now))
+
+
+# Reference: scorable-api.md §5 Execution logs (GET /v1/execution-logs/{log_id}/, ExecutionLogDetails)
+@endpoint("GET")
+def execution_log_detail(request: HttpRequest, log_id: str) -> HttpResponse:
+    key = _uuid_or_none(log_id)
+    # A batch item's log exists from the start but is not revealed before the item completes.
+    log = ExecutionLog.objects.filter(id=key, created_at__lte=clock.now()).first() if key else None
+    if log is None:
+        raise NotFound(f'No execution log with id "{log_id}".')
+    return JsonResponse(replies.log_detail(log))
+
+
+# Reference: none (offline judge only): counters for tests and benchmarks, outside /v1/.
+@endpoint("GET", inject_faults=False)
+def offline_stats(request: HttpRequest) -> HttpResponse:
+    config = str(settings.OFFLINE_JUDGE_FAULTS or "")
+    try:
+        values: dict[str, Any] = dict(faults.current_plan().describe())
+    except faults.FaultConfigError as error:
+        values = {"error": str(error)}
+    return JsonResponse(
+        {
+            "process": stats.process_counts(),
+            "database": stats.database_counts(request.GET.get("tag_prefix", "")),
+            "faults": {"config": config, "values": values},
+        }
+    )
+
+
+@csrf_exempt
+@login_not_required
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Any other path under /judge-api/: a problem reply instead of Django's HTML 404 or slash redirect."""
+    stats.record_request(request.method or "", "not-found")
+    hint = ""
+    if not request.path.endswith("/"):
+        hint = f" Paths of this API end with a slash: did you mean {request.path}/ ?"
+    response = replies.problem(404, "not_found", "Not found.", f'No endpoint at "{request.path}".{hint}')
+    stats.record_response(404)
+    return response
