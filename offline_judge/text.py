@@ -10,6 +10,7 @@ import re
 import string
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Numbers first, so that "1,000" and "3.5" stay one token; then words, with inner apostrophes.
 WORD_RE = re.compile(r"\d+(?:[.,]\d+)*(?![^\W_])|[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -47,6 +48,8 @@ def words(text: str) -> list[str]:
     return WORD_RE.findall(normalise_quotes(text))
 
 
+# Words repeat across items and evaluators; caching the stems is most of the evaluators' speed.
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix stripper, so that "towers"/"tower" and "painted"/"paint" count as the same term.
 
@@ -102,6 +105,8 @@ class Terms:
         return f"{text} (and {extra} more)" if extra > 0 else text
 
 
+# Several evaluators read the same response and contexts of one item; callers must not mutate the result.
+@lru_cache(maxsize=256)
 def content_terms(text: str) -> Terms:
     """Distinct non-stopword terms (numbers included), keyed by stem."""
     stems: list[str] = []
