@@ -1,0 +1,481 @@
+"""Turning records into examples: every check a row must pass, and the report of what failed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from evals.ingest.mapping import (
+    CONTEXTS,
+    EXPECTED_OUTPUT,
+    IGNORE,
+    METADATA,
+    REQUEST,
+    RESPONSE,
+    SYSTEM_PROMPT,
+    TURNS,
+)
+from evals.ingest.readers import ROW, ReadSpec, Record, Table
+
+# The judge API's limits (docs/scorable-api.md): these two fields take at most 3,500,000 characters.
+MAX_LONG_TEXT = 3_500_000
+TURN_ROLES = ("user", "assistant", "tool")
+
+# How many problems a report keeps; the count goes on, and the invalid-rows download has them all.
+KEEP_PROBLEMS = 1000
+
+
+@dataclass(slots=True, frozen=True)
+class Problem:
+    line: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
+@dataclass(slots=True)
+class ParsedRow:
+    line: int
+    request: str
+    response: str
+    contexts: list[str]
+    expected_output: str
+    turns: list[dict[str, Any]] | None
+    system_prompt: str
+    metadata: dict[str, Any]
+
+
+@dataclass(slots=True)
+class InvalidRow:
+    line: int
+    problems: list[Problem]
+    values: Any
+    raw: str = ""
+
+
+class RowChecker:
+    """Checks records against one mapping and builds ParsedRows. Compiled once per file for speed."""
+
+    def __init__(self, columns: list[str], mapping: dict[str, str], *, strict_width: bool = True) -> None:
+        self.columns = columns
+        # Delimited text must have as many cells as the header; a spreadsheet row just ends early.
+        self.strict_width = strict_width
+        self.width = len(columns)
+        field_of = {column: mapping.get(column, METADATA) for column in columns}
+
+        def single(field: str) -> str | None:
+            return next((column for column in columns if field_of[column] == field), None)
+
+        self.request, self.response = single(REQUEST), single(RESPONSE)
+        self.expected, self.turns = single(EXPECTED_OUTPUT), single(TURNS)
+        self.system = single(SYSTEM_PROMPT)
+        self.contexts = [column for column in columns if field_of[column] == CONTEXTS]
+        self.metadata = [column for column in columns if field_of[column] == METADATA]
+        self.known = set(columns)
+        self.ignored = {column for column in columns if field_of[column] == IGNORE}
+        # Columns met in JSON objects that are not in the header: kept as metadata, listed here.
+        self.extra_columns: dict[str, None] = {}
+        index = {column: position for position, column in enumerate(columns)}
+        self._i_request = index.get(self.request) if self.request else None
+        self._i_response = index.get(self.response) if self.response else None
+        self._i_expected = index.get(self.expected) if self.expected else None
+        self._i_turns = index.get(self.turns) if self.turns else None
+        self._i_system = index.get(self.system) if self.system else None
+        self._i_contexts = [(column, index[column]) for column in self.contexts]
+        self._i_metadata = [(column, index[column]) for column in self.metadata]
+
+    def check(self, record: Record) -> ParsedRow | InvalidRow:
+        if record.error:
+            problem = Problem(record.line, record.error_column, record.error)
+            return InvalidRow(record.line, [problem], record.values, record.raw)
+        if isinstance(record.values, dict):
+            outcome = self._check_object(record.line, record.values)
+            if isinstance(outcome, InvalidRow):
+                outcome.raw = record.raw
+            return outcome
+        return self._check_cells(record.line, record.values)
+
+    def _check_cells(self, line: int, cells: list[Any]) -> ParsedRow | InvalidRow:
+        if len(cells) != self.width:
+            if self.strict_width:
+                reason = f"has {len(cells)} cells; the header has {self.width} columns"
+                return InvalidRow(line, [Problem(line, ROW, reason)], cells)
+            # A spreadsheet row has no width of its own: short rows are padded, and only a value in
+            # a column without a header is a problem.
+            extra = next((i for i in range(self.width, len(cells)) if cells[i] not in (None, "")), None)
+            if extra is not None:
+                reason = f"has a value in column {extra + 1}, which has no header"
+                return InvalidRow(line, [Problem(line, ROW, reason)], cells)
+            cells = list(cells[: self.width]) + [None] * (self.width - len(cells))
+        problems: list[Problem] = []
+        columns = self.columns
+        request = (
+            self._text(cells[self._i_request], columns[self._i_request], line, problems)
+            if self._i_request is not None
+            else ""
+        )
+        response = (
+            self._text(cells[self._i_response], columns[self._i_response], line, problems)
+            if self._i_response is not None
+            else ""
+        )
+        expected = (
+            self._text(cells[self._i_expected], columns[self._i_expected], line, problems)
+            if self._i_expected is not None
+            else ""
+        )
+        system = (
+            self._text(cells[self._i_system], columns[self._i_system], line, problems)
+            if self._i_system is not None
+            else ""
+        )
+        contexts: list[str] = []
+        for column, position in self._i_contexts:
+            contexts.extend(self._contexts(cells[position], column, line, problems))
+        turns = (
+            self._turns(cells[self._i_turns], self.turns or "", line, problems)
+            if self._i_turns is not None
+            else None
+        )
+        metadata: dict[str, Any] = {}
+        for column, position in self._i_metadata:
+            value = cells[position]
+            if value.__class__ is str and "\x00" in value:
+                problems.append(Problem(line, column, _NUL_REASON))
+            metadata[column] = value
+        return self._finish(
+            line, request, response, contexts, expected, turns, system, metadata, problems, cells
+        )
+
+    def _check_object(self, line: int, values: dict[str, Any]) -> ParsedRow | InvalidRow:
+        problems: list[Problem] = []
+        request = self._text(values.get(self.request), self.request, line, problems) if self.request else ""
+        response = (
+            self._text(values.get(self.response), self.response, line, problems) if self.response else ""
+        )
+        expected = (
+            self._text(values.get(self.expected), self.expected, line, problems) if self.expected else ""
+        )
+        system = self._text(values.get(self.system), self.system, line, problems) if self.system else ""
+        contexts: list[str] = []
+        for column in self.contexts:
+            contexts.extend(self._contexts(values.get(column), column, line, problems))
+        turns = self._turns(values.get(self.turns), self.turns, line, problems) if self.turns else None
+        metadata: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in self.known:
+                if key in self.metadata:
+                    metadata[key] = value
+            elif key not in self.ignored:
+                self.extra_columns.setdefault(key, None)
+                metadata[key] = value
+        return self._finish(
+            line, request, response, contexts, expected, turns, system, metadata, problems, values
+        )
+
+    def _finish(
+        self,
+        line: int,
+        request: str,
+        response: str,
+        contexts: list[str],
+        expected: str,
+        turns: list[dict[str, Any]] | None,
+        system: str,
+        metadata: dict[str, Any],
+        problems: list[Problem],
+        values: Any,
+    ) -> ParsedRow | InvalidRow:
+        if (not response or response.isspace()) and not turns and not problems:
+            if self.response:
+                reason = "is empty; each row needs a response" + (" or turns" if self.turns else "")
+                problems.append(Problem(line, self.response, reason))
+            else:
+                problems.append(
+                    Problem(line, self.turns or ROW, "is empty; each row needs turns (or a response)")
+                )
+        if len(expected) > MAX_LONG_TEXT:
+            problems.append(Problem(line, self.expected or ROW, _too_long(len(expected))))
+        if len(system) > MAX_LONG_TEXT:
+            problems.append(Problem(line, self.system or ROW, _too_long(len(system))))
+        if problems:
+            return InvalidRow(line, problems, values)
+        return ParsedRow(line, request, response, contexts, expected, turns, system, metadata)
+
+    @staticmethod
+    def _text(value: Any, column: str, line: int, problems: list[Problem]) -> str:
+        if value.__class__ is str:
+            if "\x00" in value:
+                problems.append(Problem(line, column, _NUL_REASON))
+            return value
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        if isinstance(value, dict | list):
+            problems.append(
+                Problem(
+                    line, column, f"is a JSON {'object' if isinstance(value, dict) else 'array'}, not text"
+                )
+            )
+            return ""
+        return str(value)
+
+    @staticmethod
+    def _contexts(value: Any, column: str, line: int, problems: list[Problem]) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            stripped = value.strip()
+            if not stripped:
+                return []
+            if not (stripped.startswith("[") and stripped.endswith("]")):
+                if "\x00" in value:
+                    problems.append(Problem(line, column, _NUL_REASON))
+                    return []
+                return [value]
+            try:
+                items = json.loads(stripped)
+            except ValueError as error:
+                problems.append(
+                    Problem(
+                        line, column, f"looks like a JSON array but does not parse ({_json_error(error)})"
+                    )
+                )
+                return []
+        elif isinstance(value, list):
+            items = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            return [str(value)]
+        else:
+            problems.append(Problem(line, column, "must be text or a JSON array of strings"))
+            return []
+        if not isinstance(items, list):
+            problems.append(Problem(line, column, "must be a JSON array of strings"))
+            return []
+        contexts: list[str] = []
+        for number, item in enumerate(items, start=1):
+            if not isinstance(item, str):
+                problems.append(Problem(line, column, f"item {number} is {_kind(item)}, not text"))
+            elif not item.strip():
+                problems.append(
+                    Problem(
+                        line, column, f"item {number} is empty; the judge API takes only non-empty contexts"
+                    )
+                )
+            elif "\x00" in item:
+                problems.append(Problem(line, column, f"item {number} {_NUL_REASON}"))
+            else:
+                contexts.append(item)
+        return contexts
+
+    @staticmethod
+    def _turns(value: Any, column: str, line: int, problems: list[Problem]) -> list[dict[str, Any]] | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as error:
+                problems.append(Problem(line, column, f"is not valid JSON ({_json_error(error)})"))
+                return None
+        if not isinstance(value, list):
+            problems.append(Problem(line, column, "must be a JSON array of {role, content} objects"))
+            return None
+        before = len(problems)
+        for number, turn in enumerate(value, start=1):
+            if not isinstance(turn, dict):
+                problems.append(
+                    Problem(line, column, f"turn {number} is {_kind(turn)}, not a {{role, content}} object")
+                )
+                continue
+            role = turn.get("role")
+            if role not in TURN_ROLES:
+                hint = (
+                    "; put a system message in the system_prompt column instead" if role == "system" else ""
+                )
+                problems.append(
+                    Problem(
+                        line,
+                        column,
+                        f"turn {number} has role {role!r}; roles are user, assistant, tool{hint}",
+                    )
+                )
+                continue
+            content = turn.get("content")
+            if content is None:
+                if role != "assistant":
+                    problems.append(Problem(line, column, f"turn {number} ({role}) has no content"))
+            elif not isinstance(content, str):
+                problems.append(Problem(line, column, f"turn {number} content is {_kind(content)}, not text"))
+            elif "\x00" in content:
+                problems.append(Problem(line, column, f"turn {number} content {_NUL_REASON}"))
+        if len(problems) > before:
+            return None
+        return value or None
+
+
+_NUL_REASON = "holds a NUL character (\\0), which databases can't store"
+
+
+def _too_long(length: int) -> str:
+    return f"is {length:,} characters long; the judge API takes at most {MAX_LONG_TEXT:,}"
+
+
+def _json_error(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at character {error.pos + 1}"
+    return str(error)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string"
+
+
+@dataclass
+class Report:
+    """What validating a whole file found."""
+
+    columns: list[str]
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    blank: int = 0
+    problem_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "blank": self.blank,
+            "problem_count": self.problem_count,
+            "problems": [[p.line, p.column, p.reason] for p in self.problems],
+            "extra_columns": self.extra_columns,
+        }
+
+
+@contextmanager
+def checked_rows(
+    spec: ReadSpec, mapping: dict[str, str], *, max_rows: int | None = None
+) -> Iterator[tuple[Table, RowChecker, Iterator[ParsedRow | InvalidRow]]]:
+    """Open a file and check each of its rows against a mapping, streaming."""
+    with Table(spec, max_rows=max_rows) as table:
+        checker = RowChecker(table.columns, mapping, strict_width=spec.file_format == "csv")
+        yield table, checker, (checker.check(record) for record in table)
+
+
+def validate(
+    spec: ReadSpec,
+    mapping: dict[str, str],
+    *,
+    max_rows: int | None = None,
+    on_problem: Callable[[Problem], None] | None = None,
+    on_progress: Callable[[int, float | None], None] | None = None,
+    keep: int = KEEP_PROBLEMS,
+    progress_every: int = 5000,
+) -> Report:
+    """Check every row of a file; nothing is written anywhere. Raises IngestError for an unreadable file."""
+    with checked_rows(spec, mapping, max_rows=max_rows) as (table, checker, outcomes):
+        report = Report(columns=table.columns)
+        for outcome in outcomes:
+            report.rows += 1
+            if isinstance(outcome, ParsedRow):
+                report.valid += 1
+            else:
+                report.invalid += 1
+                report.problem_count += len(outcome.problems)
+                for problem in outcome.problems:
+                    if len(report.problems) < keep:
+                        report.problems.append(problem)
+                    if on_problem is not None:
+                        on_problem(problem)
+            if on_progress is not None and report.rows % progress_every == 0:
+                on_progress(report.rows, table.progress())
+        report.blank = table.blank_lines
+        report.extra_columns = list(checker.extra_columns)
+    return report
+
+
+def preview(spec: ReadSpec, *, rows: int = 10) -> tuple[list[str], list[list[Any]], bool]:
+    """The columns, the first rows as lists of cells in column order, and whether any row follows."""
+    with Table(spec) as table:
+        first: list[list[Any]] = []
+        more = False
+        for record in table:
+            if len(first) >= rows:
+                more = True
+                break
+            if isinstance(record.values, dict):
+                first.append([record.values.get(column) for column in table.columns])
+            else:
+                first.append(list(record.values))
+        return table.columns, first, more
+
+
+def invalid_rows_csv(
+    spec: ReadSpec, mapping: dict[str, str], *, max_rows: int | None = None
+) -> Iterable[bytes]:
+    """The invalid rows as CSV (UTF-8 with BOM, for Excel): their cells as uploaded plus an `error` column.
+
+    Rows of a JSON file also carry their original text in a `json` column, since a row that is not valid
+    JSON has no cells. Cells are not prefixed against formula injection: they are the uploader's own,
+    given back to be fixed and imported again, and a prefix would become part of the text.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    from_json = spec.file_format in ("json", "jsonl")
+    with checked_rows(spec, mapping, max_rows=max_rows) as (table, _checker, outcomes):
+        columns = list(table.columns)
+        writer.writerow([*columns, "error", *(["json"] if from_json else [])])
+        yield ("\ufeff" + _take(buffer)).encode("utf-8", "surrogateescape")
+        for outcome in outcomes:
+            if isinstance(outcome, ParsedRow):
+                continue
+            error = "; ".join(str(problem) for problem in outcome.problems)
+            values = outcome.values
+            if isinstance(values, dict):
+                cells = [_cell(values.get(column)) for column in columns] + [error, outcome.raw]
+            else:
+                cells = [_cell(value) for value in values[: len(columns)]]
+                cells += (
+                    [""] * (len(columns) - len(cells)) + [error] + [_cell(v) for v in values[len(columns) :]]
+                )
+            writer.writerow(cells)
+            yield _take(buffer).encode("utf-8", "surrogateescape")
+
+
+def _take(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)

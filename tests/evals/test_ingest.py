@@ -1,0 +1,588 @@
+"""Parsing and validating dataset files: formats, encodings, dialects, mapping guesses, row checks."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from evals import ingest
+from evals.ingest import IngestError, ReadSpec
+from evals.ingest.readers import iter_json_array
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def read(
+    path: Path, mapping: dict[str, str] | None = None, **spec: Any
+) -> tuple[ingest.FileFacts, ingest.Report, list[Any]]:
+    """Inspect, map (guessed unless given) and validate a file; also return every parsed row."""
+    facts = ingest.inspect_file(path, name=path.name)
+    read_spec = ReadSpec(str(path), facts.file_format, facts.encoding, facts.delimiter or ",", **spec)
+    columns, _, _ = ingest.preview(read_spec)
+    mapping = mapping or ingest.detect_mapping(columns)
+    report = ingest.validate(read_spec, mapping)
+    with ingest.checked_rows(read_spec, mapping) as (_table, _checker, outcomes):
+        rows = list(outcomes)
+    return facts, report, rows
+
+
+def problems(report: ingest.Report) -> list[tuple[int, str, str]]:
+    return [(p.line, p.column, p.reason) for p in report.problems]
+
+
+# --- Formats ----------------------------------------------------------------------------------------
+
+
+def test_csv_with_comma_is_read_with_header_and_rows(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "qa.csv", "question,answer,topic\nWhat is 2+2?,4,math\nCapital of France?,Paris,geo\n"
+    )
+    facts, report, rows = read(path)
+    assert (facts.file_format, facts.encoding, facts.delimiter) == ("csv", "utf-8", ",")
+    assert (report.rows, report.valid, report.invalid) == (2, 2, 0)
+    assert [(r.line, r.request, r.response, r.metadata) for r in rows] == [
+        (2, "What is 2+2?", "4", {"topic": "math"}),
+        (3, "Capital of France?", "Paris", {"topic": "geo"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "name"), [(";", "semi.csv"), ("\t", "tabs.tsv"), ("|", "pipes.txt"), (",", "c.csv")]
+)
+def test_delimiter_is_sniffed(tmp_path: Path, delimiter: str, name: str) -> None:
+    text = delimiter.join(["prompt", "response", "note"]) + "\n"
+    text += delimiter.join(['"Hello, world; | ok"', "fine", "n1"]) + "\n"
+    text += delimiter.join(["second", "also fine", "n2"]) + "\n"
+    facts, report, rows = read(write(tmp_path, name, text))
+    assert facts.delimiter == delimiter
+    assert report.valid == 2
+    assert rows[0].request == "Hello, world; | ok"
+
+
+def test_excel_sep_hint_line_sets_the_delimiter_and_is_skipped(tmp_path: Path) -> None:
+    facts, report, rows = read(write(tmp_path, "x.csv", "sep=;\nquestion;answer\nq;a\n"))
+    assert facts.delimiter == ";"
+    assert report.valid == 1 and rows[0].line == 3
+
+
+def test_jsonl_reads_one_object_per_line_and_counts_blank_lines(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"query": "q1", "completion": "a1", "n": 1}),
+        "",
+        "   ",
+        json.dumps({"query": "q2", "completion": "a2"}),
+    ]
+    facts, report, rows = read(write(tmp_path, "d.jsonl", "\n".join(lines) + "\n"))
+    assert facts.file_format == "jsonl"
+    assert (report.rows, report.valid, report.blank) == (2, 2, 2)
+    assert [(r.line, r.request, r.metadata) for r in rows] == [(1, "q1", {"n": 1}), (4, "q2", {})]
+
+
+def test_jsonl_bad_lines_are_row_errors_not_file_errors(tmp_path: Path) -> None:
+    text = '{"response": "ok"}\n{"response": \n[1, 2]\n{"response": "fine"}\n'
+    _, report, _ = read(write(tmp_path, "d.jsonl", text))
+    assert (report.valid, report.invalid) == (2, 2)
+    assert problems(report)[0][:2] == (2, "(row)") and "not valid JSON" in problems(report)[0][2]
+    assert problems(report)[1] == (3, "(row)", "is a JSON array, not a JSON object")
+
+
+def test_jsonl_keys_seen_only_in_later_rows_are_kept_as_metadata(tmp_path: Path) -> None:
+    first = [json.dumps({"response": f"r{i}"}) for i in range(1500)]
+    text = "\n".join([*first, json.dumps({"response": "late", "late_key": 7})])
+    _, report, rows = read(write(tmp_path, "d.jsonl", text))
+    assert rows[-1].metadata == {"late_key": 7}
+    assert report.extra_columns == ["late_key"]
+
+
+def test_json_array_of_objects_is_streamed_with_line_numbers(tmp_path: Path) -> None:
+    data = [{"input": "q1", "output": "a1"}, {"input": "q2", "output": "a2\nmore", "contexts": ["c1", "c2"]}]
+    facts, report, rows = read(write(tmp_path, "d.json", json.dumps(data, indent=2)))
+    assert facts.file_format == "json"
+    assert report.valid == 2
+    assert [r.line for r in rows] == [2, 6]
+    assert rows[1].contexts == ["c1", "c2"]
+
+
+def test_json_array_parser_handles_elements_across_read_chunks() -> None:
+    big = "x" * (3 * 1024 * 1024)
+    text = json.dumps([{"a": 1}, {"b": big, "n": 12345}, 7, {"c": '\\"quoted"'}], indent=1)
+    values = [(line, value) for line, value, _raw in iter_json_array(io.StringIO(text))]
+    assert [v for _, v in values] == [{"a": 1}, {"b": big, "n": 12345}, 7, {"c": '\\"quoted"'}]
+    assert [line for line, _ in values] == [2, 5, 9, 10]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"a": 1},\n {"a": 2} {"a": 3}]', "line 2: expected , or ] after an element"),
+        ('[{"a": 1},\n{"a": }]', "line 2: Expecting value"),
+        ('[{"a": 1}', "ends before the array is closed"),
+        ('[{"a": 1}] trailing', "more text after the closing ]"),
+    ],
+)
+def test_json_array_syntax_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(IngestError, match=message):
+        list(iter_json_array(io.StringIO(text)))
+
+
+def test_pretty_printed_single_object_gets_a_clear_sentence(tmp_path: Path) -> None:
+    path = write(tmp_path, "one.json", '{\n  "data": [1, 2]\n}\n')
+    with pytest.raises(IngestError, match="one object spread over many lines"):
+        read(path)
+
+
+def xlsx(tmp_path: Path, sheets: dict[str, list[list[Any]]], name: str = "book.xlsx") -> Path:
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for title, rows in sheets.items():
+        sheet = workbook.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    path = tmp_path / name
+    workbook.save(path)
+    return path
+
+
+def test_xlsx_first_sheet_is_read_with_row_numbers_and_typed_cells(tmp_path: Path) -> None:
+    path = xlsx(
+        tmp_path,
+        {
+            "Answers": [["question", "answer", "score", None], ["q1", "a1", 0.5], [], ["q2", 42, 3, None]],
+            "Other": [["zzz"]],
+        },
+    )
+    facts, report, rows = read(path)
+    assert facts.file_format == "xlsx"
+    assert (report.rows, report.valid, report.blank) == (2, 2, 1)
+    assert [(r.line, r.request, r.response, r.metadata) for r in rows] == [
+        (2, "q1", "a1", {"score": 0.5}),
+        (4, "q2", "42", {"score": 3}),
+    ]
+
+
+def test_xlsx_chosen_sheet_is_read(tmp_path: Path) -> None:
+    path = xlsx(tmp_path, {"Notes": [["just notes"]], "Data": [["prompt", "completion"], ["p", "c"]]})
+    assert ingest.xlsx_sheet_names(str(path)) == ["Notes", "Data"]
+    _, report, rows = read(path, sheet="Data")
+    assert report.valid == 1 and rows[0].response == "c"
+
+
+def test_xlsx_value_outside_the_header_is_a_row_error(tmp_path: Path) -> None:
+    path = xlsx(tmp_path, {"S": [["prompt", "answer"], ["p", "a", "stray"]]})
+    _, report, _ = read(path)
+    assert problems(report) == [(2, "(row)", "has a value in column 3, which has no header")]
+
+
+# --- Encodings --------------------------------------------------------------------------------------
+
+
+def test_utf8_with_bom_is_detected_and_the_bom_is_not_in_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "bom.csv", codecs.BOM_UTF8 + "question,answer\nqué,sí\n".encode())
+    facts, _, rows = read(path)
+    assert facts.encoding == "utf-8-sig"
+    assert rows[0].request == "qué"
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_with_bom_excel_unicode_text_is_read(tmp_path: Path, codec: str) -> None:
+    bom = codecs.BOM_UTF16_LE if codec.endswith("le") else codecs.BOM_UTF16_BE
+    path = write(tmp_path, "unicode.txt", bom + "question\tanswer\r\nnaïve ☃\tyes\r\n".encode(codec))
+    facts, report, rows = read(path)
+    assert (facts.encoding, facts.delimiter) == ("utf-16", "\t")
+    assert report.valid == 1 and rows[0].request == "naïve ☃"
+
+
+def test_utf16_without_bom_is_detected(tmp_path: Path) -> None:
+    path = write(tmp_path, "u.csv", "question,answer\nhello,world\n".encode("utf-16-le"))
+    facts, _, rows = read(path)
+    assert facts.encoding == "utf-16-le" and rows[0].response == "world"
+
+
+def test_windows_1252_file_is_detected_and_shown_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path, "legacy.csv", "question,answer\ncafé “quoted”,€5\n".encode("cp1252"))
+    facts, _, rows = read(path)
+    assert facts.encoding == "cp1252"
+    assert "read as Windows-1252" in facts.notes[0]
+    assert (rows[0].request, rows[0].response) == ("café “quoted”", "€5")
+
+
+def test_latin1_file_with_bytes_undefined_in_cp1252_is_read_as_latin1(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin.csv", b"question,answer\nna\xefve \x81,ok\n")
+    facts, _, rows = read(path)
+    assert facts.encoding == "latin-1"
+    assert rows[0].request == "naïve \x81"
+
+
+def test_late_non_utf8_byte_in_ascii_file_falls_back_without_crashing(tmp_path: Path) -> None:
+    body = "".join(f"q{i},a{i}\n" for i in range(200_000)).encode()
+    path = write(tmp_path, "late.csv", b"question,answer\n" + body + b"caf\xe9,late\n")
+    facts, report, rows = read(path)
+    assert facts.encoding == "cp1252"
+    assert "line 200,002" in facts.notes[0]
+    assert report.valid == 200_001 and rows[-1].request == "café"
+
+
+def test_invalid_bytes_in_a_utf8_file_are_reported_per_row(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "mixed.csv", "question,answer\nnaïve,ok\n".encode() + b"bad \xff byte,ok\nfine,ok\n"
+    )
+    facts, report, _ = read(path)
+    assert facts.encoding == "utf-8"
+    assert "not valid UTF-8" in facts.notes[0]
+    assert (report.valid, report.invalid) == (2, 1)
+    assert problems(report) == [
+        (3, "question", "holds byte 0xFF, which is not valid UTF-8; save the file as UTF-8")
+    ]
+
+
+def test_forcing_the_wrong_encoding_reports_rows_instead_of_crashing(tmp_path: Path) -> None:
+    path = write(tmp_path, "legacy.csv", "question,answer\nplain,ok\ncafé,ok\n".encode("cp1252"))
+    spec = ReadSpec(str(path), "csv", "utf-8", ",")
+    report = ingest.validate(spec, {"question": "request", "answer": "response"})
+    assert (report.valid, report.invalid) == (1, 1)
+    assert problems(report)[0][:2] == (3, "question")
+
+
+# --- Dialects ---------------------------------------------------------------------------------------
+
+
+def test_quoted_multiline_cells_embedded_quotes_and_crlf(tmp_path: Path) -> None:
+    text = 'question,answer\r\n"line one\r\nline two","He said ""hi"", then left"\r\n"a,b",plain\r\n'
+    _, report, rows = read(write(tmp_path, "d.csv", text))
+    assert report.valid == 2
+    assert rows[0].request == "line one\r\nline two"
+    assert rows[0].response == 'He said "hi", then left'
+    assert (rows[1].line, rows[1].request) == (4, "a,b")
+
+
+def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    _, report, rows = read(write(tmp_path, "d.csv", "\nquestion,answer\n\nq,a\n,\n\r\nq2,a2\n"))
+    assert (report.rows, report.valid, report.blank) == (2, 2, 4)
+    assert [r.line for r in rows] == [4, 7]
+
+
+def test_cells_of_more_than_10_mb_are_read(tmp_path: Path) -> None:
+    huge = ("word " * 2_200_000).strip()  # 11 MB
+    _, report, rows = read(write(tmp_path, "big.csv", f'question,answer\nq,"{huge}"\nq2,short\n'))
+    assert report.valid == 2
+    assert len(rows[0].response) == len(huge)
+
+
+def test_header_names_are_made_unique_and_blank_ones_named(tmp_path: Path) -> None:
+    facts = ingest.inspect_file(write(tmp_path, "d.csv", "answer,,answer\nx,y,z\n"))
+    columns, _, _ = ingest.preview(ReadSpec(str(tmp_path / "d.csv"), "csv", facts.encoding, ","))
+    assert columns == ["answer", "column 2", "answer (2)"]
+
+
+# --- Files that can't be read -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.csv", b"", "The file is empty."),
+        ("blank.csv", b"\n\n  \r\n", "only blank lines"),
+        (
+            "image.csv",
+            b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10,
+            "This file is a PNG image, not a dataset.",
+        ),
+        ("data.bin", bytes(range(256)) * 40, "looks binary"),
+        ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "old Excel .xls file"),
+        ("notes.json", b"hello there", "named like JSON"),
+    ],
+)
+def test_unreadable_files_get_one_clear_sentence(
+    tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
+    with pytest.raises(IngestError, match=message.replace(".", r"\.")):
+        ingest.inspect_file(write(tmp_path, name, data), name=name)
+
+
+def test_zip_that_is_not_a_workbook_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "archive.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hi")
+    with pytest.raises(IngestError, match="ZIP archive, not a dataset"):
+        ingest.inspect_file(path)
+
+
+def test_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "question,answer\n" + "q,a\n" * 1000)
+    with pytest.raises(IngestError, match="over the 1 KB upload limit"):
+        ingest.inspect_file(path, max_bytes=1024)
+
+
+def test_row_cap_stops_validation_with_a_clear_message(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "question,answer\n" + "q,a\n" * 11)
+    with pytest.raises(IngestError, match="more than 10 rows"):
+        ingest.validate(ReadSpec(str(path), "csv", "utf-8", ","), {"answer": "response"}, max_rows=10)
+
+
+# --- Mapping ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (["prompt", "completion"], {"prompt": "request", "completion": "response"}),
+        (["Question", "Answer"], {"Question": "request", "Answer": "response"}),
+        (
+            ["input", "output", "label"],
+            {"input": "request", "output": "response", "label": "expected_output"},
+        ),
+        (
+            ["query", "response", "Ground Truth"],
+            {"query": "request", "response": "response", "Ground Truth": "expected_output"},
+        ),
+        (
+            ["question", "answer", "reference", "target"],
+            {
+                "question": "request",
+                "answer": "response",
+                "reference": "expected_output",
+                "target": "metadata",
+            },
+        ),
+        (["messages", "system"], {"messages": "turns", "system": "system_prompt"}),
+        (["conversation"], {"conversation": "turns"}),
+        (["response", "documents"], {"response": "response", "documents": "contexts"}),
+        (["answer", "passages"], {"answer": "response", "passages": "contexts"}),
+        (
+            ["answer", "context_1", "context 2", "Context3"],
+            {"answer": "response", "context_1": "contexts", "context 2": "contexts", "Context3": "contexts"},
+        ),
+        (
+            ["answer", "expected", "id", "model"],
+            {"answer": "response", "expected": "expected_output", "id": "metadata", "model": "metadata"},
+        ),
+    ],
+)
+def test_mapping_is_detected_from_common_column_names(columns: list[str], expected: dict[str, str]) -> None:
+    assert ingest.detect_mapping(columns) == expected
+
+
+def test_mapping_problems_name_what_to_fix() -> None:
+    assert ingest.mapping_problems(["a", "b"], {"a": "request", "b": "metadata"}) == [
+        "Map a column to response (or to turns): every example needs one of them."
+    ]
+    problems = ingest.mapping_problems(["a", "b"], {"a": "response", "b": "response"})
+    assert problems == ["Only one column can be response; 'a', 'b' are all mapped to it."]
+    assert ingest.mapping_problems(["a", "b"], {"a": "response", "b": "contexts"}) == []
+
+
+def test_mapping_overrides_move_a_field_to_another_column() -> None:
+    detected = ingest.detect_mapping(["question", "answer", "gold", "ctx_a", "context"])
+    mapping = ingest.apply_overrides(
+        ["question", "answer", "gold", "ctx_a", "context"],
+        detected,
+        [("response", "gold"), ("contexts", "ctx_a"), ("ignore", "question")],
+    )
+    assert mapping == {
+        "question": "ignore",
+        "answer": "metadata",
+        "gold": "response",
+        "ctx_a": "contexts",
+        "context": "metadata",
+    }
+    with pytest.raises(ValueError, match="no column named 'nope'"):
+        ingest.apply_overrides(["a"], {"a": "metadata"}, [("response", "nope")])
+    with pytest.raises(ValueError, match="Unknown field 'answer'"):
+        ingest.apply_overrides(["a"], {"a": "metadata"}, [("answer", "a")])
+
+
+# --- Row checks -------------------------------------------------------------------------------------
+
+MAPPING = {
+    "request": "request",
+    "response": "response",
+    "contexts": "contexts",
+    "expected": "expected_output",
+    "turns": "turns",
+    "system": "system_prompt",
+}
+
+
+def check_rows(
+    tmp_path: Path, rows: list[list[str]], mapping: dict[str, str] = MAPPING
+) -> tuple[ingest.Report, list[Any]]:
+    buffer = io.StringIO()
+    import csv
+
+    writer = csv.writer(buffer)
+    writer.writerow(list(mapping))
+    writer.writerows(rows)
+    path = write(tmp_path, "rows.csv", buffer.getvalue())
+    _, report, parsed = read(path, mapping)
+    return report, parsed
+
+
+def test_a_row_needs_a_response_or_turns(tmp_path: Path) -> None:
+    turns = json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    report, rows = check_rows(
+        tmp_path, [["q", "", "", "", "", ""], ["q", "", "", "", turns, ""], ["q", "   ", "", "", "", ""]]
+    )
+    assert problems(report) == [
+        (2, "response", "is empty; each row needs a response or turns"),
+        (4, "response", "is empty; each row needs a response or turns"),
+    ]
+    assert rows[1].turns == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+def test_contexts_from_json_array_plain_string_and_merged_columns(tmp_path: Path) -> None:
+    mapping = {"response": "response", "context_1": "contexts", "context_2": "contexts"}
+    report, rows = check_rows(
+        tmp_path,
+        [
+            ["r", '["a", "b"]', "c"],
+            ["r", "just one [1] text", ""],
+            ["r", "", ""],
+            ["r", '  [ "x" ]  ', '["y"]'],
+        ],
+        mapping,
+    )
+    assert report.invalid == 0
+    assert [r.contexts for r in rows] == [["a", "b", "c"], ["just one [1] text"], [], ["x", "y"]]
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        ('["a", ]', "looks like a JSON array but does not parse (Expecting value at character 7)"),
+        ('["a", 3]', "item 2 is a number, not text"),
+        ('["a", ""]', "item 2 is empty; the judge API takes only non-empty contexts"),
+        ('[{"text": "a"}]', "item 1 is an object, not text"),
+    ],
+)
+def test_bad_contexts_are_reported_with_the_reason(tmp_path: Path, cell: str, reason: str) -> None:
+    report, _ = check_rows(tmp_path, [["q", "r", cell, "", "", ""]])
+    assert problems(report) == [(2, "contexts", reason)]
+
+
+@pytest.mark.parametrize(
+    ("cell", "reason"),
+    [
+        ("[{", "is not valid JSON (Expecting property name enclosed in double quotes at character 3)"),
+        ('{"role": "user"}', "must be a JSON array of {role, content} objects"),
+        (
+            '[{"role": "system", "content": "x"}]',
+            "turn 1 has role 'system'; roles are user, assistant, tool; put a system message in the system_prompt column instead",
+        ),
+        (
+            '[{"role": "user", "content": "x"}, {"role": "robot", "content": "y"}]',
+            "turn 2 has role 'robot'; roles are user, assistant, tool",
+        ),
+        ('[{"role": "user"}]', "turn 1 (user) has no content"),
+        ('[{"role": "user", "content": 5}]', "turn 1 content is a number, not text"),
+        ('["hi"]', "turn 1 is a string, not a {role, content} object"),
+    ],
+)
+def test_bad_turns_are_reported_with_the_reason(tmp_path: Path, cell: str, reason: str) -> None:
+    report, _ = check_rows(tmp_path, [["q", "r", "", "", cell, ""]])
+    assert problems(report) == [(2, "turns", reason)]
+
+
+def test_assistant_turn_without_content_is_allowed_for_tool_calls(tmp_path: Path) -> None:
+    turns = json.dumps(
+        [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "1"},
+        ]
+    )
+    report, rows = check_rows(tmp_path, [["", "", "", "", turns, ""]])
+    assert report.invalid == 0 and len(rows[0].turns) == 3
+
+
+def test_api_length_limits_are_checked(tmp_path: Path) -> None:
+    long_text = "x" * (ingest.MAX_LONG_TEXT + 1)
+    report, _ = check_rows(
+        tmp_path,
+        [["q", "r", "", long_text, "", long_text], ["q", "r", "", "x" * ingest.MAX_LONG_TEXT, "", ""]],
+    )
+    assert problems(report) == [
+        (2, "expected", "is 3,500,001 characters long; the judge API takes at most 3,500,000"),
+        (2, "system", "is 3,500,001 characters long; the judge API takes at most 3,500,000"),
+    ]
+    assert report.valid == 1
+
+
+def test_row_width_must_equal_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "question,answer\nq,a,extra\nonly\nq,a\n")
+    _, report, _ = read(path)
+    assert problems(report) == [
+        (2, "(row)", "has 3 cells; the header has 2 columns"),
+        (3, "(row)", "has 1 cells; the header has 2 columns"),
+    ]
+    assert report.valid == 1
+
+
+def test_nul_characters_are_refused(tmp_path: Path) -> None:
+    report, _ = check_rows(tmp_path, [["q\x00", "r", "", "", "", ""], *[["q", "r", "", "", "", ""]] * 100])
+    assert problems(report) == [(2, "request", "holds a NUL character (\\0), which databases can't store")]
+
+
+def test_json_values_that_are_not_text_are_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "d.jsonl",
+        json.dumps({"question": {"a": 1}, "answer": "ok"})
+        + "\n"
+        + json.dumps({"question": 3, "answer": True})
+        + "\n",
+    )
+    _, report, rows = read(path)
+    assert problems(report) == [(1, "question", "is a JSON object, not text")]
+    assert (rows[1].request, rows[1].response) == ("3", "true")
+
+
+def test_problems_beyond_the_kept_ones_are_still_counted_and_passed_on(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "question,answer\n" + "q,\n" * 30)
+    seen: list[ingest.Problem] = []
+    report = ingest.validate(
+        ReadSpec(str(path), "csv", "utf-8", ","),
+        ingest.detect_mapping(["question", "answer"]),
+        keep=5,
+        on_problem=seen.append,
+    )
+    assert (report.invalid, report.problem_count, len(report.problems), len(seen)) == (30, 30, 5, 30)
+    assert str(seen[-1]) == "line 31, column answer: is empty; each row needs a response"
+
+
+def test_invalid_rows_download_has_the_cells_and_an_error_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", 'question,answer\nok,fine\n"multi\nline",\nq,a,extra\n')
+    spec = ReadSpec(str(path), "csv", "utf-8", ",")
+    data = b"".join(ingest.invalid_rows_csv(spec, ingest.detect_mapping(["question", "answer"])))
+    assert data.startswith(codecs.BOM_UTF8)
+    import csv
+
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert rows == [
+        ["question", "answer", "error"],
+        ["multi\nline", "", "line 3, column answer: is empty; each row needs a response"],
+        ["q", "a", "line 5, column (row): has 3 cells; the header has 2 columns", "extra"],
+    ]
+
+
+def test_invalid_rows_download_of_jsonl_keeps_the_original_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", '{"answer": "ok"}\n{"answer": broken\n')
+    spec = ReadSpec(str(path), "jsonl", "utf-8", "")
+    import csv
+
+    data = b"".join(ingest.invalid_rows_csv(spec, {"answer": "response"})).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(data, newline="")))
+    assert rows[0] == ["answer", "error", "json"]
+    assert rows[1][2] == '{"answer": broken'
+    assert rows[1][1].startswith("line 2, column (row): is not valid JSON")
