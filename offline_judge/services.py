@@ -175,7 +175,7 @@ def log_detail(
     }
 
 
-def _from_us(value: int) -> datetime:
+def from_epoch_us(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
@@ -212,7 +212,7 @@ def schedule(*, count: int, slots: int, plan: FaultPlan) -> Booking:
     for _ in range(slots):
         start = max(lanes[0], now_us)
         heapq.heapreplace(lanes, start + item_us)
-        booked.append((_from_us(start), _from_us(start + item_us)))
+        booked.append((from_epoch_us(start), from_epoch_us(start + item_us)))
     lane_clock.free_at_us = sorted(lanes)
     lane_clock.batches_created += 1
     lane_clock.save(update_fields=["free_at_us", "batches_created"])

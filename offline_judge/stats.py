@@ -9,7 +9,8 @@ from typing import Any
 
 from django.db.models import Count
 
-from offline_judge.models import Batch, BatchItem, BatchTag, ExecutionLog, Outcome
+from offline_judge.models import Batch, BatchItem, BatchTag, ExecutionLog, LaneClock, Outcome
+from offline_judge.services import from_epoch_us
 
 _lock = threading.Lock()
 # Not clock.now(): this runs at import, and tests patch the clock later anyway.
@@ -59,6 +60,8 @@ def process_counts() -> dict[str, Any]:
 
 def database_counts(tag_prefix: str = "") -> dict[str, Any]:
     tags = BatchTag.objects.filter(tag__startswith=tag_prefix) if tag_prefix else BatchTag.objects.all()
+    lane_clock = LaneClock.objects.filter(id=1).first()
+    free_at = [from_epoch_us(us) for us in (lane_clock.free_at_us if lane_clock else [])]
     by_tag = tags.values("tag").annotate(batches=Count("batch", distinct=True)).order_by("tag")
     return {
         "batches": Batch.objects.count(),
@@ -66,4 +69,6 @@ def database_counts(tag_prefix: str = "") -> dict[str, Any]:
         "failed_items": BatchItem.objects.filter(outcome=Outcome.FAILED).count(),
         "execution_logs": ExecutionLog.objects.count(),
         "batches_by_tag": {row["tag"]: row["batches"] for row in by_tag},
+        # When each lane finishes the work booked so far: the judge is idle after the last of these.
+        "lanes_free_at": [moment.isoformat() for moment in sorted(free_at)],
     }

@@ -193,6 +193,7 @@ def test_stats_count_requests_by_route_and_batches_by_tag(api: Api, clock: FakeC
     only_run = api.get("/_offline/stats/", tag_prefix="docket:run-1:").json()["database"]["batches_by_tag"]
     assert only_run == {"docket:run-1:0": 1, "docket:run-1:1": 1}
     assert stats["faults"]["values"]["lanes"] == 4
+    assert len(stats["database"]["lanes_free_at"]) == 4
 
 
 def test_stats_need_the_key(api: Api) -> None:

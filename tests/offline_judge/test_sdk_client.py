@@ -1,16 +1,20 @@
-"""The official Scorable SDK, pointed at the offline judge on a real port, works unchanged."""
+"""The offline judge on a real, threaded port: the official Scorable SDK works unchanged, and concurrent
+creates share the lanes correctly."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from pytest_django.fixtures import Settings
 from scorable import Scorable
 from scorable.generated.openapi_client.api.judges_api import JudgesApi
 from scorable.generated.openapi_client.exceptions import UnauthorizedException
 
-from tests.offline_judge.harness import API_KEY, JUDGES, RAG
+from offline_judge.models import Batch, BatchItem, BatchTag
+from tests.offline_judge.harness import API_KEY, JUDGES, RAG, SUPPORT, set_faults
 
 
 @pytest.fixture
@@ -64,3 +68,34 @@ def test_sdk_with_a_wrong_key_raises_unauthorized(live_server: Any, judge_settin
     with pytest.raises(UnauthorizedException) as raised:
         sdk.judges.get(RAG.id)
     assert '"code": "authentication_failed"' in str(raised.value.body)
+
+
+def test_concurrent_creates_on_a_threaded_server_never_exceed_the_lanes(
+    live_server: Any, judge_settings: Settings
+) -> None:
+    set_faults(judge_settings, "lanes=3,item_ms=20")
+    url = f"{live_server.url}/judge-api/v1/judges/{SUPPORT.id}/batch-execute/"
+
+    def create(index: int) -> int:
+        body = {"inputs": [{"response": f"Reply {index}."}] * 5, "tags": [f"c{index}"]}
+        return httpx.post(
+            url, json=body, headers={"Authorization": f"Api-Key {API_KEY}"}, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(create, range(16)))
+    assert statuses == [202] * 16
+    assert sorted(BatchTag.objects.values_list("tag", flat=True)) == sorted(f"c{i}" for i in range(16))
+    # Sweep the schedule: at no instant are more than `lanes` items being processed.
+    events = sorted(
+        [(item.started_at, 1) for item in BatchItem.objects.all()]
+        + [(item.completed_at, -1) for item in BatchItem.objects.all()]
+    )
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    assert peak == 3
+    # FIFO: every batch's items start no earlier than those of the batches created before it.
+    firsts = [batch.first_started_at for batch in Batch.objects.order_by("seq")]
+    assert firsts == sorted(firsts)
