@@ -37,6 +37,8 @@ from evals.services.runs import bump_change_seq, run_finish_if_done, wake_pump
 logger = logging.getLogger("evals.pump")
 
 SLOT_LEASE_SECONDS = 30.0
+# Batches claimed per round when calls run inline (concurrency 1).
+INLINE_CLAIMS = 8
 SLOT_RENEW_SECONDS = 5.0
 # Look back this far (plus the batch's first send) when searching for a create that may have happened.
 LOOKUP_SLACK = timedelta(minutes=10)
@@ -180,12 +182,19 @@ class Pump:
         worked_since_renew = 0
         while True:
             claiming = time.monotonic() < deadline
+            saturated = False
             if claiming:
-                for action in self.claim(limit=self.concurrency - len(self.in_progress)):
+                room = self.concurrency - len(self.in_progress) if self.executor else INLINE_CLAIMS
+                actions = self.claim(limit=room)
+                for action in actions:
                     self.dispatch(action)
-                    worked_since_renew += 1
+                worked_since_renew += len(actions)
+                # A full claim may have left more work due right now: go again without waiting.
+                saturated = room > 0 and len(actions) == room
             if not self.in_progress and (not claiming or not RemoteBatch.objects.unfinished().exists()):
                 return
+            if saturated and self.executor is None:
+                continue
             self.collect(timeout=self.wait_seconds())
             if slot is not None and time.monotonic() >= next_renew:
                 if not slot_renew(slot, self.owner, worked=worked_since_renew):

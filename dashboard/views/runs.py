@@ -1,19 +1,248 @@
+"""Runs: start one, watch it live, cancel it, retry its failures, list them all."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.urls import path
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from dashboard.forms import RunFilterForm, RunForm
+from dashboard.http import HtmxHttpRequest
+from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
+from evals.services.runs import RunError, run_cancel, run_create, run_preflight, run_retry_failed
+
+PAGE_SIZE = 50
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("run_list")
 
 
-def run_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/run_list.html", {})
+def run_list(request: HtmxHttpRequest) -> HttpResponse:
+    form = RunFilterForm(request.GET or None)
+    runs = Run.objects.select_related("dataset", "judge", "created_by")
+    if form.is_valid():
+        if status := form.cleaned_data["status"]:
+            runs = runs.filter(status=status)
+        if judge := form.cleaned_data["judge"]:
+            runs = runs.filter(judge=judge)
+        if tag := form.cleaned_data["tag"].strip():
+            # The JSON text of the tag list holds each tag as a quoted string.
+            runs = runs.filter(tags__icontains=json.dumps(tag))
+    page = Paginator(runs, 30).get_page(request.GET.get("page"))
+    filtered = any(request.GET.get(key) for key in ("status", "judge", "tag"))
+    return render(request, "dashboard/run_list.html", {"form": form, "page": page, "filtered": filtered})
+
+
+def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
+    initial: dict[str, Any] = {}
+    source = request.POST if request.method == "POST" else request.GET
+    for key in ("dataset", "judge"):
+        if source.get(key):
+            initial[key] = source.get(key)
+    form = RunForm(request.POST or None, initial=initial)
+    preflight = None
+    dataset, judge, batch_size = _chosen(source)
+    if dataset and judge:
+        preflight = run_preflight(dataset=dataset, judge=judge, batch_size=batch_size)
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = run_create(
+                dataset=form.cleaned_data["dataset"],
+                judge=form.cleaned_data["judge"],
+                created_by=request.user,
+                name=form.cleaned_data["name"],
+                tags=form.cleaned_data["tags"],
+                judge_version_id=form.cleaned_data["judge_version_id"],
+                batch_size=form.cleaned_data["batch_size"],
+            )
+        except RunError as exc:
+            error = str(exc)
+        else:
+            messages.success(
+                request, f"Run started: {run.total_count} items in {run.batches.count()} remote batches."
+            )
+            return redirect("run_detail", pk=run.pk)
+    template = "dashboard/run_create.html"
+    if request.htmx and request.method == "GET":
+        template += "#preflight"
+    no_datasets = not Dataset.objects.filter(status=Dataset.Status.READY).exists()
+    return render(
+        request,
+        template,
+        {"form": form, "preflight": preflight, "error": error, "no_datasets": no_datasets},
+        status=400 if error else 200,
+    )
+
+
+def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
+    def pick(model: type[Dataset] | type[Judge], key: str) -> Any:
+        value = source.get(key, "")
+        return model.objects.filter(pk=value).first() if value.isdigit() else None
+
+    dataset = pick(Dataset, "dataset")
+    if dataset is not None and dataset.status != Dataset.Status.READY:
+        dataset = None
+    try:
+        batch_size = min(max(int(source.get("batch_size") or 100), 1), 100)
+    except ValueError:
+        batch_size = 100
+    return dataset, pick(Judge, "judge"), batch_size
+
+
+# --- The run page and its live endpoint ----------------------------------------------------------------
+
+
+def items_page(run: Run, *, after: int | None) -> tuple[list[Item], int | None, bool]:
+    """One page of a run's items by position (keyset: never OFFSET), with their scores."""
+    items: QuerySet[Item] = run.items.select_related("example").order_by("position")
+    if after is not None:
+        items = items.filter(position__gt=after)
+    rows = list(
+        items.prefetch_related(Prefetch("scores", queryset=Score.objects.order_by("evaluator_name")))[
+            : PAGE_SIZE + 1
+        ]
+    )
+    has_more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_after = rows[-1].position if has_more and rows else None
+    return rows, next_after, has_more
+
+
+def attach_scores(run: Run, items: list[Item]) -> None:
+    """Give each item `cells`: one (evaluator, score or None) per column of the run, in order."""
+    for item in items:
+        by_name = {score.evaluator_name: score for score in item.scores.all()}
+        item.cells = [(name, by_name.get(name)) for name in run.evaluators]  # type: ignore[attr-defined]
+
+
+def live_context(run: Run, *, row_ids: list[int]) -> dict[str, Any]:
+    now = timezone.now()
+    elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
+    if run.finished_at and run.started_at:
+        elapsed = (run.finished_at - run.started_at).total_seconds()
+    rate = run.done_count / elapsed if elapsed > 0 and run.done_count else None
+    eta = run.pending_count / rate if rate and not run.is_finished else None
+    backoff_seconds = (run.backoff_until - now).total_seconds() if run.backoff_until else None
+    processing = run.items.filter(status=Item.Status.PROCESSING).count() if not run.is_finished else 0
+    troubled = list(
+        RemoteBatch.objects.filter(run=run)
+        .unfinished()
+        .exclude(last_error="")
+        .order_by("position")
+        .values("position", "attempts", "last_error", "status", "next_action_at")[:5]
+    )
+
+    def width(count: int) -> float:
+        return round(100 * count / run.total_count, 2) if run.total_count else 0.0
+
+    return {
+        "run": run,
+        "rate": rate,
+        "eta": eta,
+        "elapsed": elapsed,
+        "processing": processing,
+        "pending_only": max(run.pending_count - processing, 0),
+        "widths": {
+            "completed": width(run.completed_count),
+            "failed": width(run.failed_count),
+            "cancelled": width(run.cancelled_count),
+            "processing": width(processing),
+        },
+        "backoff_seconds": backoff_seconds if backoff_seconds and backoff_seconds > 0 else None,
+        "troubled": troubled,
+        "live_url": f"{reverse('run_live', args=[run.pk])}?cursor={run.change_seq}&rows={','.join(map(str, row_ids))}",
+        "can_retry": run.is_finished and (run.failed_count or run.cancelled_count),
+    }
+
+
+def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("dataset", "judge", "created_by", "retry_of"), pk=pk)
+    after = request.GET.get("after", "")
+    rows, next_after, has_more = items_page(run, after=int(after) if after.isdigit() else None)
+    attach_scores(run, rows)
+    context = live_context(run, row_ids=[item.pk for item in rows])
+    context.update(
+        {
+            "rows": rows,
+            "next_after": next_after,
+            "has_more": has_more,
+            "is_first_page": not after,
+            "retries": run.retries.order_by("created_at"),
+        }
+    )
+    return render(request, "dashboard/run_detail.html", context)
+
+
+def run_live(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """What changed since the page's cursor: the header, and the visible rows that changed (out of band).
+
+    204 when nothing changed, so a quiet run costs one indexed lookup per poll. The size of the reply
+    depends on what changed, not on the size of the run.
+    """
+    run = get_object_or_404(Run.objects.select_related("dataset", "judge"), pk=pk)
+    try:
+        cursor = int(request.GET.get("cursor", ""))
+    except ValueError:
+        cursor = -1
+    row_ids = [int(part) for part in request.GET.get("rows", "").split(",") if part.isdigit()][:PAGE_SIZE]
+    if cursor == run.change_seq and not (run.backoff_until and run.backoff_until > timezone.now()):
+        return HttpResponse(status=204)
+    changed = list(
+        run.items.filter(pk__in=row_ids, change_seq__gt=cursor)
+        .select_related("example")
+        .prefetch_related(Prefetch("scores", queryset=Score.objects.order_by("evaluator_name")))
+    )
+    attach_scores(run, changed)
+    context = live_context(run, row_ids=row_ids)
+    context["changed"] = changed
+    return render(request, "dashboard/run_live.html", context)
+
+
+@require_POST
+def run_cancel_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        run = run_cancel(run=run)
+    except RunError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, "Cancelled: nothing more will be sent. Batches already sent are still collected."
+        )
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("run_detail", args=[run.pk]))
+    return redirect("run_detail", pk=run.pk)
+
+
+@require_POST
+def run_retry_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        retry = run_retry_failed(run=run, created_by=request.user)
+    except RunError as exc:
+        messages.error(request, str(exc))
+        return redirect("run_detail", pk=run.pk)
+    messages.success(request, f"Retrying {retry.total_count} failed or cancelled items of {run}.")
+    return redirect("run_detail", pk=retry.pk)
 
 
 urlpatterns = [
     path("", home, name="home"),
     path("runs/", run_list, name="run_list"),
+    path("runs/new/", run_create_view, name="run_create"),
+    path("runs/<int:pk>/", run_detail, name="run_detail"),
+    path("runs/<int:pk>/live/", run_live, name="run_live"),
+    path("runs/<int:pk>/cancel/", run_cancel_view, name="run_cancel"),
+    path("runs/<int:pk>/retry/", run_retry_view, name="run_retry"),
 ]
