@@ -174,3 +174,15 @@ def test_problem_bodies_have_exactly_six_keys(api: Api, clock: FakeClock) -> Non
     )
     api.key = "wrong"
     assert_problem(api.get("/v1/judges/"), 401, "authentication_failed")
+
+
+def test_an_evaluator_only_batch_detail_matches_the_model_with_judge_null(api: Api, clock: FakeClock) -> None:
+    body = {"evaluator_ids": [SUPPORT.evaluators[0].id], "inputs": [{"response": "Sure."}]}
+    batch_id = api.post("/v1/batch-executions/", body).json()["batch_execution_id"]
+    clock.advance(1)
+    data = api.batch(batch_id)
+    parsed = assert_contract(data, BatchExecutionDetail)
+    assert parsed.judge is None
+    assert_evaluator_results(data["items"][0]["evaluator_results"])
+    log = api.get(f"/v1/execution-logs/{data['items'][0]['execution_log_id']}/").json()
+    assert assert_contract(log, ExecutionLogDetails).execution_type == "evaluator"

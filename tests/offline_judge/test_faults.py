@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -139,23 +140,28 @@ def test_the_same_seed_gives_the_same_sequence_of_request_faults(
 def test_fault_decisions_are_thread_safe(judge_settings: Settings) -> None:
     """Each request draws its three numbers atomically: threads change the order, never the multiset."""
     set_faults(judge_settings, "throttle=0.5,error=0.5,drop=0.5,seed=9")
-    sequential = [faults.current_plan().request_fate() for _ in range(800)]
+    sequential = [faults.current_plan().request_fate() for _ in range(40_000)]
     faults.reset()
     plan = faults.current_plan()
     threaded: list[faults.RequestFate] = []
     lock = threading.Lock()
 
     def draw() -> None:
-        for _ in range(100):
-            fate = plan.request_fate()
-            with lock:
-                threaded.append(fate)
+        fates = [plan.request_fate() for _ in range(5_000)]
+        with lock:
+            threaded.extend(fates)
 
     threads = [threading.Thread(target=draw) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # Switch threads as often as possible, so that a missing lock shows up as mixed-up triples.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
 
     def tally(fates: list[faults.RequestFate]) -> tuple[int, int, int]:
         return (sum(f.throttled for f in fates), sum(f.errored for f in fates), sum(f.dropped for f in fates))
