@@ -242,11 +242,19 @@ def batch_create(
     whole_batch_fails = plan.batch_fails()
     failing_evaluator = plan.item_failures(len(inputs), len(runner.evaluators))
     prepared: list[tuple[ItemInput, str, list[Scored] | None]] = []
+    details: list[dict[str, Any] | None] = []
+    # All evaluation happens before the transaction, which holds the lanes' lock only for the writes.
     for item, failing in zip(inputs, failing_evaluator, strict=True):
         error = batch_failure_message() if whole_batch_fails else runner.missing_message(item)
         if not error and failing is not None:
             error = item_failure_message(runner.evaluators[failing])
-        prepared.append((item, error, None if error else evaluate(runner, item)))
+        scored = None if error else evaluate(runner, item)
+        prepared.append((item, error, scored))
+        details.append(
+            log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
+            if scored
+            else None
+        )
 
     with transaction.atomic():
         booking = schedule(count=len(inputs), slots=1 if whole_batch_fails else len(inputs), plan=plan)
@@ -271,23 +279,20 @@ def batch_create(
             total_count=len(inputs),
             failure=batch_failure_message() if whole_batch_fails else "",
         )
-        logs: list[ExecutionLog | None] = []
-        for (item, _error, scored), (_start, end) in zip(prepared, slots, strict=True):
-            if scored is None:
-                logs.append(None)
-                continue
-            detail = log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
-            logs.append(
-                ExecutionLog(
-                    created_at=end,
-                    batch=batch,
-                    judge_id=judge.id if judge else None,
-                    score=detail["score"],
-                    cost=detail["cost"],
-                    tags=tags,
-                    detail=detail,
-                )
+        logs = [
+            ExecutionLog(
+                created_at=end,
+                batch=batch,
+                judge_id=judge.id if judge else None,
+                score=detail["score"],
+                cost=detail["cost"],
+                tags=tags,
+                detail=detail,
             )
+            if detail is not None
+            else None
+            for detail, (_start, end) in zip(details, slots, strict=True)
+        ]
         ExecutionLog.objects.bulk_create([log for log in logs if log is not None])
         BatchItem.objects.bulk_create(
             BatchItem(
