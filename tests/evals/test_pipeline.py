@@ -22,7 +22,7 @@ from evals.services.runs import (
     run_preflight,
     run_retry_failed,
 )
-from tests.evals.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
+from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
 
 
 def pump_until_finished(run: Run, *, rounds: int = 20, concurrency: int = 1) -> Run:
