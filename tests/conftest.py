@@ -95,6 +95,8 @@ def offline_judge(settings: SettingsWrapper, fast_pump: SettingsWrapper) -> Iter
     settings.JUDGE_API_URL = JUDGE_URL
     settings.JUDGE_API_KEY = settings.OFFLINE_JUDGE_API_KEY
     settings.OFFLINE_JUDGE_FAULTS = "item_ms=1,lanes=100"
+    # Calls inline: the judge then answers on the test's own connection, inside its transaction.
+    settings.DOCKET_HTTP_CONCURRENCY = 1
     faults.reset()
     stats.reset()
     previous = client.default_transport

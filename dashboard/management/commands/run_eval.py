@@ -1,0 +1,147 @@
+"""Start a run from the command line, optionally wait for it, and gate on its scores (the CI gate).
+
+Exit status: 0; 1 when a mean score is under --fail-under; 2 for usage or validation errors.
+The last line of standard output is always `run <id>: <status>` once a run exists.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+
+from evals.client import JudgeError
+from evals.models import Dataset, Judge, Run, Score
+from evals.pump import pump, pump_alive
+from evals.services.judges import judges_for_current_api, judges_sync
+from evals.services.runs import RunError, run_create
+
+PROGRESS_EVERY = 5.0
+# With --wait and no worker alive for this long, the command does the work itself.
+WORKER_GRACE = 10.0
+
+
+class Command(BaseCommand):
+    help = "Evaluate a dataset with a judge; with --wait, report per-evaluator scores and gate on them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True, type=int, help="Dataset id (see the Datasets page).")
+        parser.add_argument("--judge", required=True, help="Judge name, judge id, or Docket's judge number.")
+        parser.add_argument("--tag", action="append", default=[], help="A tag for the run (repeatable).")
+        parser.add_argument("--name", default="", help="A name for the run.")
+        parser.add_argument("--batch-size", type=int, default=100, help="Items per remote batch (1-100).")
+        parser.add_argument(
+            "--wait", action="store_true", help="Wait for the run to finish and summarise it."
+        )
+        parser.add_argument(
+            "--fail-under", type=float, help="Exit 1 when a mean score is under this (needs --wait)."
+        )
+        parser.add_argument("--evaluator", help="With --fail-under: gate on this evaluator only.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["fail_under"] is not None and not options["wait"]:
+            raise CommandError(
+                "--fail-under needs --wait: scores exist only once the run has finished.", returncode=2
+            )
+        if options["evaluator"] and options["fail_under"] is None:
+            raise CommandError("--evaluator goes with --fail-under.", returncode=2)
+        dataset = Dataset.objects.filter(pk=options["dataset"]).first()
+        if dataset is None:
+            raise CommandError(f"There is no dataset {options['dataset']}.", returncode=2)
+        judge = self.find_judge(options["judge"])
+        try:
+            run = run_create(
+                dataset=dataset,
+                judge=judge,
+                name=options["name"],
+                tags=options["tag"],
+                batch_size=options["batch_size"],
+            )
+        except RunError as exc:
+            raise CommandError(str(exc), returncode=2) from exc
+        self.stdout.write(
+            f"run {run.pk} started: {run.total_count} items of dataset {dataset.pk} ({dataset.name}) "
+            f"judged by {judge.name}, in {run.batches.count()} remote batches"
+        )
+        if options["wait"]:
+            run = self.wait(run)
+        code = self.summarise(run, fail_under=options["fail_under"], evaluator=options["evaluator"])
+        self.stdout.write(f"run {run.pk}: {run.status}")
+        if code:
+            raise SystemExit(code)
+
+    def find_judge(self, wanted: str) -> Judge:
+        def lookup() -> list[Judge]:
+            judges = judges_for_current_api().filter(is_listed=True)
+            query = Q(remote_id=wanted) | Q(name__iexact=wanted)
+            if wanted.isdigit():
+                query |= Q(pk=int(wanted))
+            return list(judges.filter(query))
+
+        found = lookup()
+        if not found:
+            try:
+                judges_sync()
+            except JudgeError as exc:
+                raise CommandError(f"Could not list the judges: {exc.message}", returncode=2) from exc
+            found = lookup()
+        if not found:
+            names = ", ".join(judges_for_current_api().filter(is_listed=True).values_list("name", flat=True))
+            raise CommandError(f'No judge is called "{wanted}". Judges: {names or "none"}.', returncode=2)
+        if len(found) > 1:
+            raise CommandError(
+                f'"{wanted}" names {len(found)} judges; use the judge id instead.', returncode=2
+            )
+        return found[0]
+
+    def wait(self, run: Run) -> Run:
+        started = time.monotonic()
+        last_report = 0.0
+        while True:
+            run.refresh_from_db()
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY or run.is_finished:
+                self.stdout.write(self.progress_line(run))
+                last_report = now
+            if run.is_finished:
+                return run
+            if now - started >= WORKER_GRACE and not pump_alive():
+                self.stdout.write("no worker is running: working the run in this process")
+                pump(budget_seconds=PROGRESS_EVERY)
+                continue
+            time.sleep(0.5)
+
+    @staticmethod
+    def progress_line(run: Run) -> str:
+        line = f"run {run.pk}: {run.status}, {run.done_count}/{run.total_count} done"
+        if run.failed_count:
+            line += f", {run.failed_count} failed"
+        if run.backoff_reason:
+            line += f" ({run.backoff_reason})"
+        return line
+
+    def summarise(self, run: Run, *, fail_under: float | None, evaluator: str | None) -> int:
+        threshold = fail_under if fail_under is not None else 0.5
+        names = list(run.evaluators)
+        if evaluator and evaluator not in names:
+            self.stderr.write(f'The run has no evaluator "{evaluator}". Evaluators: {", ".join(names)}.')
+            return 2
+        if not run.is_finished:
+            return 0
+        self.stdout.write(f"{'evaluator':<32} {'n':>7} {'mean':>6} {'min':>6} {f'>= {threshold:g}':>8}")
+        failing = []
+        for name, mean, n in run.evaluator_means:
+            summary = run.score_summary.get(name) or {}
+            passed = Score.objects.filter(run=run, evaluator_name=name, score__gte=threshold).count()
+            share = f"{100 * passed / n:.0f}%" if n else "-"
+            mean_text = f"{mean:.3f}" if mean is not None else "-"
+            low = f"{summary['min']:.3f}" if n else "-"
+            self.stdout.write(f"{name[:32]:<32} {n:>7} {mean_text:>6} {low:>6} {share:>8}")
+            gated = evaluator is None or name == evaluator
+            if fail_under is not None and gated and (mean is None or mean < fail_under):
+                failing.append(f"{name} mean {mean_text} is under {fail_under:g}")
+        for line in failing:
+            self.stderr.write(line)
+        return 1 if failing else 0
