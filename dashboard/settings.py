@@ -125,14 +125,12 @@ TEMPLATES = [
 ]
 
 # Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL for a team server).
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "docket.sqlite3"),
+DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{VAR_DIR / 'docket.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].update(
+        {
+            "CONN_MAX_AGE": 0,
             # With DEFERRED transactions, several processes that read then write fail at once with
             # "database is locked"; WAL + IMMEDIATE measured 0 such errors where the default gave 115.
             "OPTIONS": {
@@ -143,7 +141,7 @@ else:
             # A file, not memory: tests that start a real qcluster process must share it.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }
-    }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
