@@ -7,6 +7,19 @@ from __future__ import annotations
 
 # --- Datasets -------------------------------------------------------------------------------------
 
+
+def upload_validate(upload_id: str) -> None:
+    from evals.services.datasets import upload_validate as validate
+
+    validate(upload_id=upload_id)
+
+
+def dataset_import(upload_id: str) -> None:
+    from evals.services.datasets import upload_import_rows
+
+    upload_import_rows(upload_id=upload_id)
+
+
 # --- Runs -----------------------------------------------------------------------------------------
 
 
