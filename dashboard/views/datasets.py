@@ -1,14 +1,426 @@
+"""Datasets: the list, upload -> preview and mapping -> check -> import, the rows, rename and delete."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.db.models.functions import Length, Substr
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dashboard.forms_datasets import CappedUploadHandler, ImportForm, ReadOptionsForm, RenameForm, UploadForm
+from evals import ingest
+from evals.models import Dataset, Example, Upload
+from evals.services import datasets as services
+
+ROWS_PER_PAGE = 50
+PROBLEMS_PER_PAGE = 50
+EXCERPT_CHARS = 240
+# Texts longer than this are shown collapsed in the row view.
+LONG_TEXT_CHARS = 600
 
 
+@require_GET
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/dataset_list.html", {})
+    datasets = Dataset.objects.select_related("uploaded_by").annotate(run_count=Count("runs"))
+    pending = (
+        Upload.objects.filter(created_by=request.user.pk)
+        .filter(Q(status__in=[Upload.Status.RECEIVED, Upload.Status.VALIDATED]))
+        .order_by("-created_at")[:10]
+        if request.user.is_authenticated
+        else Upload.objects.none()
+    )
+    return render(request, "dashboard/dataset_list.html", {"datasets": datasets, "pending_uploads": pending})
+
+
+# --- Upload -----------------------------------------------------------------------------------------------
+
+
+@csrf_exempt
+def dataset_upload(request: HttpRequest) -> HttpResponse:
+    """The upload page. CSRF is checked in _dataset_upload, after the size-capping handler is installed:
+    the CSRF middleware reads request.POST, which would parse the upload with the default handlers."""
+    if request.method == "POST":
+        handler = CappedUploadHandler(request, max_bytes=services.max_upload_bytes())
+        request.upload_handlers = [handler]
+        return _dataset_upload(request, handler)
+    if request.method != "GET":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    return _upload_form(request, UploadForm())
+
+
+@csrf_protect
+def _dataset_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES)
+    if handler.too_large:
+        limit = ingest.human_size(services.max_upload_bytes())
+        return _upload_form(
+            request, UploadForm(), error=f"The file is over the {limit} upload limit.", status=413
+        )
+    if not form.is_valid():
+        error = " ".join(str(message) for messages_ in form.errors.values() for message in messages_)
+        return _upload_form(request, UploadForm(), error=error, status=400)
+    received = form.cleaned_data["file"]
+    try:
+        upload = services.upload_create(
+            source=Path(received.temporary_file_path()),
+            original_name=received.name or "upload",
+            user=request.user,
+        )
+    except services.DatasetError as error:
+        return _upload_form(request, UploadForm(), error=f"{received.name}: {error}", status=400)
+    return redirect("dataset_upload_detail", upload_id=upload.pk)
+
+
+def _upload_form(
+    request: HttpRequest, form: UploadForm, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "error": error,
+        "max_bytes": services.max_upload_bytes(),
+        "max_size": ingest.human_size(services.max_upload_bytes()),
+        "max_rows": services.max_rows(),
+        "synonyms": [(ingest.FIELD_LABELS[field], names) for field, names in ingest.mapping.SYNONYMS.items()],
+    }
+    return render(request, "dashboard/upload_new.html", context, status=status)
+
+
+@require_GET
+def dataset_upload_detail(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    if upload.status in (Upload.Status.IMPORTING, Upload.Status.IMPORTED) and upload.dataset_id:
+        return redirect("dataset_detail", dataset_id=upload.dataset_id)
+    return render(request, "dashboard/upload_detail.html", _upload_context(request, upload))
+
+
+@require_GET
+def dataset_upload_report(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    """The check report alone: polled while a background check runs."""
+    upload = get_object_or_404(Upload, pk=upload_id)
+    return render(request, "dashboard/upload_detail.html#check-report", _upload_context(request, upload))
+
+
+def _upload_context(request: HttpRequest, upload: Upload) -> dict[str, Any]:
+    report = upload.report or {}
+    problems_page = None
+    if report.get("state") == "done" and report.get("problems"):
+        paginator = Paginator(report["problems"], PROBLEMS_PER_PAGE)
+        problems_page = paginator.get_page(request.GET.get("problems"))
+    preview = upload.options.get("preview", [])
+    columns = [
+        {
+            "index": index,
+            "name": name,
+            "field": upload.mapping.get(name, ingest.METADATA),
+        }
+        for index, name in enumerate(upload.columns)
+    ]
+    return {
+        "upload": upload,
+        "report": report,
+        "checking": report.get("state") == "checking",
+        "problems_page": problems_page,
+        "columns": columns,
+        "preview": preview,
+        "more_rows": upload.options.get("more_rows", False),
+        "field_choices": list(ingest.FIELD_LABELS.items()),
+        "mapping_problems": services.upload_mapping_problems(upload),
+        "duplicates": services.upload_duplicates(upload)[:3],
+        "format_label": ingest.FORMAT_LABELS.get(upload.file_format, upload.file_format),
+        "encoding_label": ingest.ENCODING_LABELS.get(upload.encoding, upload.encoding),
+        "delimiter": upload.options.get("delimiter", ","),
+        "encodings": list(ingest.ENCODING_LABELS.items()),
+        "delimiters": list(ingest.DELIMITER_LABELS.items()),
+        "sheets": upload.options.get("sheets", []),
+        "sheet": upload.options.get("sheet", ""),
+        "notes": upload.options.get("notes", []),
+        "default_name": Path(upload.original_name).stem,
+        "line_word": "Row" if upload.file_format == "xlsx" else "Line",
+        "import_error": report.get("import_error", "") if upload.status == Upload.Status.FAILED else "",
+        "file_kept": Path(upload.path).exists(),
+    }
+
+
+@require_POST
+def dataset_upload_options(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    form = ReadOptionsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an encoding, delimiter or sheet from the lists.")
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    try:
+        services.upload_set_read_options(
+            upload=upload,
+            encoding=form.cleaned_data["encoding"] or None,
+            delimiter=form.cleaned_data["delimiter"] or None,
+            sheet=form.cleaned_data["sheet"] or None,
+        )
+    except services.DatasetError as error:
+        messages.error(request, str(error))
+    return redirect("dataset_upload_detail", upload_id=upload.pk)
+
+
+@require_POST
+def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    # Fields are posted by column position: column names can be anything, form field names can't.
+    mapping = {
+        column: request.POST[f"map-{index}"]
+        for index, column in enumerate(upload.columns)
+        if f"map-{index}" in request.POST
+    }
+    try:
+        services.upload_set_mapping(upload=upload, mapping=mapping)
+    except services.DatasetError as error:
+        messages.error(request, str(error))
+    return redirect("dataset_upload_detail", upload_id=upload.pk)
+
+
+@require_POST
+def dataset_upload_check(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    if upload.status in (Upload.Status.RECEIVED, Upload.Status.VALIDATED):
+        services.upload_check(upload=upload)
+    return redirect("dataset_upload_detail", upload_id=upload.pk)
+
+
+@require_POST
+def dataset_upload_import(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    form = ImportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A dataset name can be at most 200 characters.")
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    skip_invalid = request.POST.get("mode") == "valid" or form.cleaned_data["skip_invalid"]
+    try:
+        dataset = services.upload_import(
+            upload=upload, name=form.cleaned_data["name"], skip_invalid=skip_invalid, user=request.user
+        )
+    except services.DatasetError as error:
+        messages.error(request, str(error))
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    if dataset.status == Dataset.Status.READY:
+        messages.success(request, f"Imported {dataset.row_count:,} rows into “{dataset.name}”.")
+    return redirect("dataset_detail", dataset_id=dataset.pk)
+
+
+@require_GET
+def dataset_upload_invalid_rows(request: HttpRequest, upload_id: UUID) -> HttpResponseBase:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    if not Path(upload.path).exists():
+        messages.error(
+            request, "The uploaded file is no longer kept, so its invalid rows can't be downloaded."
+        )
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    rows = ingest.invalid_rows_csv(services.upload_spec(upload), upload.mapping)
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    stem = "".join(
+        char if char.isalnum() or char in "-_." else "_" for char in Path(upload.original_name).stem
+    )
+    response["Content-Disposition"] = f'attachment; filename="{stem or "upload"}-invalid-rows.csv"'
+    return response
+
+
+@require_POST
+def dataset_upload_discard(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    try:
+        services.upload_discard(upload=upload)
+    except services.DatasetError as error:
+        messages.error(request, str(error))
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    messages.success(request, f"Discarded {upload.original_name}.")
+    return redirect("dataset_list")
+
+
+# --- Datasets -------------------------------------------------------------------------------------------
+
+
+def _dataset(dataset_id: int) -> Dataset:
+    return get_object_or_404(
+        Dataset.objects.select_related("uploaded_by").annotate(run_count=Count("runs")), pk=dataset_id
+    )
+
+
+@require_GET
+def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _dataset(dataset_id)
+    context: dict[str, Any] = {"dataset": dataset, **_progress_context(dataset)}
+    if dataset.status == Dataset.Status.READY:
+        context.update(_rows_page(request, dataset))
+    fields: dict[str, list[str]] = {}
+    for column, field in dataset.mapping.items():
+        if field in ingest.FIELDS:
+            fields.setdefault(field, []).append(column)
+    context["mapped_fields"] = [
+        (ingest.FIELD_LABELS[field], fields[field]) for field in ingest.FIELDS if field in fields
+    ]
+    context["ignored_columns"] = [
+        column for column, field in dataset.mapping.items() if field == ingest.IGNORE
+    ]
+    context["format_label"] = ingest.FORMAT_LABELS.get(dataset.file_format, dataset.file_format)
+    context["encoding_label"] = ingest.ENCODING_LABELS.get(dataset.encoding, dataset.encoding)
+    context["retry_upload"] = dataset.uploads.filter(status=Upload.Status.FAILED).first()
+    return render(request, "dashboard/dataset_detail.html", context)
+
+
+@require_GET
+def dataset_progress(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """The import progress alone, polled while importing. Once done it carries no polling attribute and
+    asks htmx to reload the page, which then shows the rows."""
+    dataset = _dataset(dataset_id)
+    response = render(
+        request,
+        "dashboard/dataset_detail.html#import-progress",
+        {"dataset": dataset, **_progress_context(dataset)},
+    )
+    if dataset.status != Dataset.Status.IMPORTING:
+        response["HX-Refresh"] = "true"
+    return response
+
+
+def _progress_context(dataset: Dataset) -> dict[str, Any]:
+    total = max(dataset.row_count, 1)
+    return {
+        "importing": dataset.status == Dataset.Status.IMPORTING,
+        "percent": min(100, round(dataset.rows_done * 100 / total)),
+    }
+
+
+def _rows_page(request: HttpRequest, dataset: Dataset) -> dict[str, Any]:
+    """One page of rows, paginated by position (keyset: WHERE position > last, never OFFSET)."""
+    query = request.GET.get("q", "").strip()[:200]
+    matching = Example.objects.filter(dataset=dataset)
+    if query:
+        matching = matching.filter(Q(request__icontains=query) | Q(response__icontains=query))
+    # Only the start of each text: a row may hold megabytes.
+    rows = matching.annotate(
+        request_head=Substr("request", 1, EXCERPT_CHARS),
+        response_head=Substr("response", 1, EXCERPT_CHARS),
+        expected_head=Substr("expected_output", 1, EXCERPT_CHARS),
+        request_length=Length("request"),
+        response_length=Length("response"),
+    ).values(
+        "position",
+        "source_line",
+        "request_head",
+        "response_head",
+        "expected_head",
+        "request_length",
+        "response_length",
+    )
+    before, after = _int_param(request, "before"), _int_param(request, "after")
+    if before is not None:
+        page = list(rows.filter(position__lt=before).order_by("-position")[: ROWS_PER_PAGE + 1])
+        has_previous = len(page) > ROWS_PER_PAGE
+        page = page[:ROWS_PER_PAGE][::-1]
+        has_next = True
+    else:
+        start = after if after is not None else -1
+        page = list(rows.filter(position__gt=start).order_by("position")[: ROWS_PER_PAGE + 1])
+        has_next = len(page) > ROWS_PER_PAGE
+        page = page[:ROWS_PER_PAGE]
+        has_previous = (
+            start >= 0 and bool(page) and matching.filter(position__lt=page[0]["position"]).exists()
+        )
+    return {
+        "rows": page,
+        "query": query,
+        "has_previous": has_previous,
+        "has_next": has_next,
+        "first_position": page[0]["position"] if page else None,
+        "last_position": page[-1]["position"] if page else None,
+        "excerpt_chars": EXCERPT_CHARS,
+    }
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@require_GET
+def dataset_row(request: HttpRequest, dataset_id: int, position: int) -> HttpResponse:
+    dataset = _dataset(dataset_id)
+    example = get_object_or_404(Example, dataset=dataset, position=position)
+    texts = [
+        ("Request", example.request),
+        ("Response", example.response),
+        ("Expected output", example.expected_output),
+        ("System prompt", example.system_prompt),
+    ]
+    context = {
+        "dataset": dataset,
+        "example": example,
+        "row_number": position + 1,
+        "texts": [
+            (label, text, len(text) > LONG_TEXT_CHARS or text.count("\n") > 8) for label, text in texts
+        ],
+        "previous_position": position - 1 if position > 0 else None,
+        "next_position": position + 1 if position + 1 < dataset.row_count else None,
+        "line_word": "Row" if dataset.file_format == "xlsx" else "Line",
+        "query": request.GET.get("q", ""),
+    }
+    return render(request, "dashboard/dataset_row.html", context)
+
+
+@require_POST
+def dataset_rename(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _dataset(dataset_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(m) for errors in form.errors.values() for m in errors))
+        return redirect("dataset_detail", dataset_id=dataset.pk)
+    try:
+        services.dataset_rename(dataset=dataset, name=form.cleaned_data["name"])
+    except services.DatasetError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Renamed to “{dataset.name}”.")
+    return redirect("dataset_detail", dataset_id=dataset.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = _dataset(dataset_id)
+    if request.method == "POST":
+        try:
+            services.dataset_delete(dataset=dataset)
+        except services.DatasetError as error:
+            messages.error(request, str(error))
+            return redirect("dataset_detail", dataset_id=dataset_id)
+        messages.success(request, f"Deleted “{dataset.name}” and its {dataset.row_count:,} rows.")
+        return redirect("dataset_list")
+    return render(request, "dashboard/dataset_delete.html", {"dataset": dataset})
 
 
 urlpatterns = [
     path("datasets/", dataset_list, name="dataset_list"),
+    path("datasets/upload/", dataset_upload, name="dataset_upload"),
+    path("datasets/uploads/<uuid:upload_id>/", dataset_upload_detail, name="dataset_upload_detail"),
+    path("datasets/uploads/<uuid:upload_id>/report/", dataset_upload_report, name="dataset_upload_report"),
+    path("datasets/uploads/<uuid:upload_id>/read-as/", dataset_upload_options, name="dataset_upload_options"),
+    path("datasets/uploads/<uuid:upload_id>/mapping/", dataset_upload_mapping, name="dataset_upload_mapping"),
+    path("datasets/uploads/<uuid:upload_id>/check/", dataset_upload_check, name="dataset_upload_check"),
+    path("datasets/uploads/<uuid:upload_id>/import/", dataset_upload_import, name="dataset_upload_import"),
+    path(
+        "datasets/uploads/<uuid:upload_id>/invalid-rows.csv",
+        dataset_upload_invalid_rows,
+        name="dataset_upload_invalid_rows",
+    ),
+    path("datasets/uploads/<uuid:upload_id>/discard/", dataset_upload_discard, name="dataset_upload_discard"),
+    path("datasets/<int:dataset_id>/", dataset_detail, name="dataset_detail"),
+    path("datasets/<int:dataset_id>/progress/", dataset_progress, name="dataset_progress"),
+    path("datasets/<int:dataset_id>/rows/<int:position>/", dataset_row, name="dataset_row"),
+    path("datasets/<int:dataset_id>/rename/", dataset_rename, name="dataset_rename"),
+    path("datasets/<int:dataset_id>/delete/", dataset_delete, name="dataset_delete"),
 ]

@@ -1,0 +1,245 @@
+"""The upload pages: receiving a file (caps, empty, header-only, binary), mapping, checking, importing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+from pytest_django.fixtures import Settings as SettingsWrapper
+
+from evals.models import Dataset, Upload
+
+pytestmark = pytest.mark.django_db
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def uploads_dir(settings: SettingsWrapper, tmp_path: Path) -> Path:
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "uploads"
+    Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir()
+    return Path(settings.FILE_UPLOAD_TEMP_DIR)
+
+
+def post_file(client: Client, name: str, content: bytes) -> Any:
+    return client.post(reverse("dataset_upload"), {"file": SimpleUploadedFile(name, content)})
+
+
+def test_upload_page_has_a_drop_zone_and_a_file_picker(logged_in: Client) -> None:
+    response = logged_in.get(reverse("dataset_upload"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "data-dropzone" in html and 'type="file"' in html and "Choose a file" in html
+    assert "upload.js" in html and "datasets.css" in html
+
+
+def test_upload_needs_a_login(client: Client) -> None:
+    response = client.get(reverse("dataset_upload"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_uploading_a_csv_leads_to_its_preview_with_mapping_and_check(logged_in: Client) -> None:
+    response = post_file(logged_in, "qa.csv", (FIXTURES / "qa.csv").read_bytes())
+    upload = Upload.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("dataset_upload_detail", args=[upload.pk])
+    page = logged_in.get(response["Location"])
+    html = page.content.decode()
+    assert "qa.csv" in html and "UTF-8" in html and "comma-separated" in html
+    assert "What is the capital of France?" in html
+    assert '<option value="request" selected>' in html and '<option value="contexts" selected>' in html
+    assert page.context["report"]["valid"] == 3
+    assert "Import 3 rows" in html
+    assert not Dataset.objects.exists()
+
+
+def test_file_over_the_size_cap_gets_a_clear_message_not_a_500(
+    logged_in: Client, settings: SettingsWrapper, uploads_dir: Path
+) -> None:
+    settings.DOCKET_MAX_UPLOAD_BYTES = 1000
+    response = post_file(logged_in, "big.csv", b"question,answer\n" + b"q,a\n" * 2000)
+    assert response.status_code == 413
+    assert "The file is over the 1000 bytes upload limit." in response.content.decode()
+    assert not Upload.objects.exists()
+    assert list(uploads_dir.iterdir()) == []
+
+
+def test_file_just_over_the_cap_is_stopped_while_streaming(
+    logged_in: Client, settings: SettingsWrapper, uploads_dir: Path
+) -> None:
+    # Content-Length alone would let it through (multipart overhead allowance); the handler counts bytes.
+    settings.DOCKET_MAX_UPLOAD_BYTES = 1000
+    response = post_file(logged_in, "big.csv", b"question,answer\n" + b"q,a\n" * 300)
+    assert response.status_code == 413
+    assert list(uploads_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "The file is empty."),
+        ("header.csv", b"question,answer\r\n", "header.csv: The file has a header row but no data rows."),
+        ("blob.csv", bytes(range(256)) * 64, "This file looks binary, not text."),
+        ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(1000), "This file is a PNG image, not a dataset."),
+    ],
+)
+def test_unusable_files_are_refused_with_one_sentence(
+    logged_in: Client, uploads_dir: Path, name: str, content: bytes, message: str
+) -> None:
+    response = post_file(logged_in, name, content)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Upload.objects.exists()
+    assert list(uploads_dir.iterdir()) == []
+
+
+def test_posting_without_a_file_asks_for_one(logged_in: Client) -> None:
+    response = logged_in.post(reverse("dataset_upload"), {})
+    assert response.status_code == 400
+    assert "Choose a file to upload." in response.content.decode()
+
+
+def test_upload_post_without_csrf_token_is_refused(user: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = post_file(client, "qa.csv", (FIXTURES / "qa.csv").read_bytes())
+    assert response.status_code == 403
+    assert not Upload.objects.exists()
+
+
+def upload_of(client: Client, name: str) -> Upload:
+    post_file(client, name, (FIXTURES / name).read_bytes())
+    return Upload.objects.get()
+
+
+def test_changing_a_mapping_rechecks_and_enables_import(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "unmapped_semicolon.csv")
+    page = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))
+    assert "Map a column to response" in page.content.decode()
+    assert "Import 2 rows" not in page.content.decode()
+    response = logged_in.post(
+        reverse("dataset_upload_mapping", args=[upload.pk]),
+        {"map-0": "request", "map-1": "response", "map-2": "metadata"},
+    )
+    assert response.status_code == 302
+    upload.refresh_from_db()
+    assert upload.mapping == {"q_text": "request", "reply": "response", "notes": "metadata"}
+    assert upload.status == Upload.Status.VALIDATED
+    assert (
+        "Import 2 rows" in logged_in.get(reverse("dataset_upload_detail", args=[upload.pk])).content.decode()
+    )
+
+
+def test_unknown_field_in_mapping_is_a_message_not_a_500(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "qa.csv")
+    response = logged_in.post(
+        reverse("dataset_upload_mapping", args=[upload.pk]), {"map-0": "nonsense"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "Unknown field &#x27;nonsense&#x27;." in response.content.decode()
+
+
+def test_read_options_change_the_delimiter(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "unmapped_semicolon.csv")
+    logged_in.post(
+        reverse("dataset_upload_options", args=[upload.pk]), {"delimiter": ",", "encoding": "utf-8"}
+    )
+    upload.refresh_from_db()
+    assert upload.options["delimiter"] == "," and upload.columns == ["q_text;reply;notes"]
+    response = logged_in.post(
+        reverse("dataset_upload_options", args=[upload.pk]), {"delimiter": "x"}, follow=True
+    )
+    assert "Choose an encoding, delimiter or sheet from the lists." in response.content.decode()
+
+
+def test_import_creates_the_dataset_and_shows_its_rows(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "qa.csv")
+    response = logged_in.post(
+        reverse("dataset_upload_import", args=[upload.pk]), {"name": "Trivia", "mode": "all"}, follow=True
+    )
+    dataset = Dataset.objects.get()
+    assert response.redirect_chain[-1][0] == reverse("dataset_detail", args=[dataset.pk])
+    html = response.content.decode()
+    assert "Imported 3 rows into “Trivia”." in html
+    assert "What is the capital of France?" in html and "William Shakespeare." in html
+    # The upload now leads to its dataset.
+    assert logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))["Location"] == reverse(
+        "dataset_detail", args=[dataset.pk]
+    )
+
+
+def test_invalid_rows_are_listed_and_downloadable_and_only_valid_ones_imported(logged_in: Client) -> None:
+    content = b'question,answer\nq1,a1\nq2,\nq3,a3\n"q4",a4,extra\n'
+    post_file(logged_in, "some-bad.csv", content)
+    upload = Upload.objects.get()
+    page = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))
+    html = page.content.decode()
+    assert "is empty; each row needs a response" in html and "has 3 cells; the header has 2 columns" in html
+    assert "Import only the 2 valid rows" in html and "Import 4 rows" not in html
+    download = logged_in.get(reverse("dataset_upload_invalid_rows", args=[upload.pk]))
+    assert download["Content-Disposition"] == 'attachment; filename="some-bad-invalid-rows.csv"'
+    rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode("utf-8-sig"))))  # type: ignore[attr-defined]
+    assert rows[0] == ["question", "answer", "error"]
+    assert rows[1] == ["q2", "", "line 3, column answer: is empty; each row needs a response"]
+    # Importing everything is refused with a reason; importing the valid rows works.
+    refused = logged_in.post(
+        reverse("dataset_upload_import", args=[upload.pk]), {"name": "x", "mode": "all"}, follow=True
+    )
+    assert "2 rows are invalid" in refused.content.decode() and not Dataset.objects.exists()
+    logged_in.post(reverse("dataset_upload_import", args=[upload.pk]), {"name": "x", "mode": "valid"})
+    assert list(Dataset.objects.get().examples.values_list("request", flat=True)) == ["q1", "q3"]
+
+
+def test_problems_are_paginated(logged_in: Client) -> None:
+    post_file(logged_in, "bad.csv", b"question,answer\n" + b"q,\n" * 120 + b"q,a\n")
+    upload = Upload.objects.get()
+    first = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))
+    assert "Page 1 of 3" in first.content.decode()
+    third = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]) + "?problems=3")
+    assert "line 122, column answer" not in third.content.decode()
+    assert ">121</td>" in third.content.decode()
+
+
+def test_same_file_uploaded_again_points_at_the_dataset(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "qa.csv")
+    logged_in.post(reverse("dataset_upload_import", args=[upload.pk]), {"name": "First", "mode": "all"})
+    dataset = Dataset.objects.get()
+    post_file(logged_in, "copy.csv", (FIXTURES / "qa.csv").read_bytes())
+    again = Upload.objects.exclude(pk=upload.pk).get()
+    html = logged_in.get(reverse("dataset_upload_detail", args=[again.pk])).content.decode()
+    assert "This same file (identical SHA-256) was already imported as" in html
+    assert f'href="{reverse("dataset_detail", args=[dataset.pk])}">First</a>' in html
+    assert "Import 3 rows" in html
+
+
+def test_background_check_report_polls_until_done(logged_in: Client, settings: SettingsWrapper) -> None:
+    settings.DOCKET_INLINE_IMPORT_MAX_BYTES = 10
+    with mock.patch("django_q.tasks.async_task"):
+        upload = upload_of(logged_in, "qa.csv")
+    url = reverse("dataset_upload_report", args=[upload.pk])
+    fragment = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert 'hx-trigger="every 1s"' in fragment and "Checking every row" in fragment
+    from evals import tasks
+
+    tasks.upload_validate(str(upload.pk))
+    fragment = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "hx-trigger" not in fragment and "Import 3 rows" in fragment
+
+
+def test_discard_removes_the_upload_and_its_file(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "qa.csv")
+    response = logged_in.post(reverse("dataset_upload_discard", args=[upload.pk]))
+    assert response.status_code == 302
+    assert not Upload.objects.exists() and not Path(upload.path).exists()
+
+
+def test_unknown_upload_is_a_404(logged_in: Client) -> None:
+    import uuid
+
+    assert logged_in.get(reverse("dataset_upload_detail", args=[uuid.uuid4()])).status_code == 404
