@@ -138,8 +138,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # A file, not memory: tests that start a real qcluster process must share it.
-            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            # A file, not memory: tests that start a real qcluster process must share it. One per
+            # test process, so two test runs on one checkout never share a database.
+            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     )
 
