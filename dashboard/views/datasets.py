@@ -209,7 +209,8 @@ def dataset_upload_import(request: HttpRequest, upload_id: UUID) -> HttpResponse
         messages.error(request, str(error))
         return redirect("dataset_upload_detail", upload_id=upload.pk)
     if dataset.status == Dataset.Status.READY:
-        messages.success(request, f"Imported {dataset.row_count:,} rows into “{dataset.name}”.")
+        rows = f"{dataset.row_count:,} row{'' if dataset.row_count == 1 else 's'}"
+        messages.success(request, f"Imported {rows} into “{dataset.name}”.")
     return redirect("dataset_detail", dataset_id=dataset.pk)
 
 
