@@ -243,3 +243,42 @@ def test_unknown_upload_is_a_404(logged_in: Client) -> None:
     import uuid
 
     assert logged_in.get(reverse("dataset_upload_detail", args=[uuid.uuid4()])).status_code == 404
+
+
+def test_xlsx_upload_offers_its_sheets(logged_in: Client, tmp_path: Path) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.active.title = "Answers"
+    workbook.active.append(["prompt", "completion"])
+    workbook.active.append(["p1", "c1"])
+    other = workbook.create_sheet("Second run")
+    other.append(["question", "answer"])
+    other.append(["q1", "a1"])
+    other.append(["q2", "a2"])
+    path = tmp_path / "book.xlsx"
+    workbook.save(path)
+    upload = upload_from_bytes(logged_in, "book.xlsx", path.read_bytes())
+    html = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk])).content.decode()
+    assert "Excel workbook" in html and '<option value="Second run">' in html and "Import 1 row" in html
+    logged_in.post(reverse("dataset_upload_options", args=[upload.pk]), {"sheet": "Second run"})
+    html = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk])).content.decode()
+    assert "Import 2 rows" in html and "sheet Second run" in html
+
+
+def test_jsonl_upload_can_be_read_with_another_encoding(logged_in: Client) -> None:
+    upload = upload_from_bytes(
+        logged_in, "d.jsonl", '{"question": "café", "answer": "oui"}\n'.encode("cp1252")
+    )
+    assert upload.encoding == "cp1252"
+    html = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk])).content.decode()
+    assert "Windows-1252" in html and "café" in html and 'id="id_delimiter"' not in html
+    logged_in.post(reverse("dataset_upload_options", args=[upload.pk]), {"encoding": "latin-1"})
+    upload.refresh_from_db()
+    assert upload.encoding == "latin-1" and upload.report["valid"] == 1
+
+
+def upload_from_bytes(client: Client, name: str, content: bytes) -> Upload:
+    response = post_file(client, name, content)
+    assert response.status_code == 302, response.content.decode()
+    return Upload.objects.get()
