@@ -189,8 +189,9 @@ else:
 DOCKET_PORT = env_int("DOCKET_PORT", 8000)
 OFFLINE_JUDGE_API_KEY = os.environ.get("OFFLINE_JUDGE_API_KEY") or var_secret("offline-judge-api-key")
 OFFLINE_JUDGE_FAULTS = os.environ.get("OFFLINE_JUDGE_FAULTS", "")
-OFFLINE_JUDGE_ENABLED = env_bool("OFFLINE_JUDGE_ENABLED", True)
 SCORABLE_API_KEY = os.environ.get("SCORABLE_API_KEY", "")
+# Served only when Docket needs it (no Scorable key), unless asked for.
+OFFLINE_JUDGE_ENABLED = env_bool("OFFLINE_JUDGE_ENABLED", not SCORABLE_API_KEY)
 if SCORABLE_API_KEY:
     JUDGE_API_SOURCE = "scorable"
     JUDGE_API_URL = os.environ.get("SCORABLE_API_URL", "https://api.scorable.ai")

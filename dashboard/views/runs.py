@@ -18,7 +18,14 @@ from django_htmx.http import HttpResponseClientRedirect
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
-from evals.services.runs import RunError, run_cancel, run_create, run_preflight, run_retry_failed
+from evals.services.runs import (
+    RunError,
+    run_cancel,
+    run_create,
+    run_items_merged,
+    run_preflight,
+    run_retry_failed,
+)
 
 PAGE_SIZE = 50
 
@@ -103,9 +110,9 @@ def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
 # --- The run page and its live endpoint ----------------------------------------------------------------
 
 
-def items_page(run: Run, *, after: int | None) -> tuple[list[Item], int | None, bool]:
-    """One page of a run's items by position (keyset: never OFFSET), with their scores."""
-    items: QuerySet[Item] = run.items.select_related("example").order_by("position")
+def items_page(items: QuerySet[Item], *, after: int | None) -> tuple[list[Item], int | None, bool]:
+    """One page of items by position (keyset: never OFFSET), with their scores."""
+    items = items.select_related("example").order_by("position")
     if after is not None:
         items = items.filter(position__gt=after)
     rows = list(
@@ -169,16 +176,21 @@ def live_context(run: Run, *, row_ids: list[int]) -> dict[str, Any]:
 def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("dataset", "judge", "created_by", "retry_of"), pk=pk)
     after = request.GET.get("after", "")
-    rows, next_after, has_more = items_page(run, after=int(after) if after.isdigit() else None)
+    retries = list(run.retries.order_by("created_at"))
+    # With retries, the page can show the latest verdict per row across the run and its retries.
+    latest = bool(retries) and request.GET.get("view") == "latest"
+    items = run_items_merged(run) if latest else run.items.all()
+    rows, next_after, has_more = items_page(items, after=int(after) if after.isdigit() else None)
     attach_scores(run, rows)
-    context = live_context(run, row_ids=[item.pk for item in rows])
+    context = live_context(run, row_ids=[] if latest else [item.pk for item in rows])
     context.update(
         {
             "rows": rows,
             "next_after": next_after,
             "has_more": has_more,
             "is_first_page": not after,
-            "retries": run.retries.order_by("created_at"),
+            "retries": retries,
+            "latest": latest,
         }
     )
     return render(request, "dashboard/run_detail.html", context)

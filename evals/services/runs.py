@@ -6,11 +6,10 @@ import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from evals.client import JudgeError
@@ -292,22 +291,28 @@ def run_finish_if_done(*, run_id: int) -> bool:
     return bool(updated)
 
 
-def run_items_merged(run: Run) -> QuerySet[Item]:
-    """The latest verdict per example across a run and its retries (newest retry wins)."""
+def run_chain(run: Run) -> list[int]:
+    """The run and every retry made from it (and from those), oldest first."""
     chain = [run.pk]
     frontier = [run.pk]
     while frontier:
-        frontier = list(Run.objects.filter(retry_of__in=frontier).values_list("pk", flat=True))
+        frontier = list(Run.objects.filter(retry_of__in=frontier).order_by("pk").values_list("pk", flat=True))
         chain.extend(frontier)
-    latest: dict[int, int] = {}
-    for item_id, example_id, status in (
-        Item.objects.filter(run_id__in=chain).order_by("run_id").values_list("id", "example_id", "status")
-    ):
-        if example_id not in latest or status != Item.Status.CANCELLED:
-            latest[example_id] = item_id
-    return Item.objects.filter(pk__in=latest.values())
+    return chain
 
 
-def runs_active_since(seconds: float) -> QuerySet[Run]:
-    since = timezone.now() - timedelta(seconds=seconds)
-    return Run.objects.filter(Q(finished_at__gte=since) | Q(finished_at=None))
+def run_items_merged(run: Run) -> QuerySet[Item]:
+    """The latest verdict per row across a run and its retries.
+
+    The newest item that is not cancelled wins (a cancelled retry never ran, so the earlier verdict
+    stands); a row cancelled everywhere shows its newest cancelled item.
+    """
+    chain = run_chain(run)
+    same_row = Item.objects.filter(run_id__in=chain, position=OuterRef("position"))
+    later_verdict = same_row.filter(run_id__gt=OuterRef("run_id")).exclude(status=Item.Status.CANCELLED)
+    later_any = same_row.filter(run_id__gt=OuterRef("run_id"))
+    any_verdict = same_row.exclude(status=Item.Status.CANCELLED)
+    return Item.objects.filter(run_id__in=chain).filter(
+        (~Q(status=Item.Status.CANCELLED) & ~Exists(later_verdict))
+        | (Q(status=Item.Status.CANCELLED) & ~Exists(any_verdict) & ~Exists(later_any))
+    )

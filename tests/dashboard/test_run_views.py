@@ -197,3 +197,23 @@ def test_runs_list_filters_by_status_judge_and_tag(
     html = logged_in.get("/runs/").content.decode()
     assert "Politeness" in html  # mean score per evaluator of the finished run
     assert "No runs match" in logged_in.get("/runs/?tag=nothing").content.decode()
+
+
+def test_the_first_runs_page_can_show_the_latest_verdict_per_row_across_its_retries(
+    logged_in: Client,
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    offline_judge: Callable[[str], None],
+) -> None:
+    offline_judge("item_ms=1,lanes=100,item_fail=0.5,seed=4")
+    first = finish(run_create(dataset=make_dataset(12), judge=judges[SUPPORT_JUDGE]))
+    assert first.failed_count
+    offline_judge("item_ms=1,lanes=100")
+    logged_in.post(f"/runs/{first.pk}/retry/")
+    finish(Run.objects.get(retry_of=first))
+    own = logged_in.get(f"/runs/{first.pk}/").content.decode()
+    assert own.count("badge badge-failed") == first.failed_count
+    latest = logged_in.get(f"/runs/{first.pk}/?view=latest").content.decode()
+    assert "Latest verdict per row, with 1 retry" in latest
+    assert len(row_ids(latest)) == 12
+    assert "badge badge-failed" not in latest.split('<table class="data items">')[1]
