@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import template
+from django.urls import NoReverseMatch
 
 register = template.Library()
 
@@ -49,3 +50,34 @@ def percent(value: Any, digits: int = 0) -> str:
     if value is None or value == "":
         return "—"
     return f"{float(value) * 100:.{int(digits)}f}%"
+
+
+@register.simple_tag
+def run_url(access: Any, name: str, *args: Any) -> str:
+    """The URL of a page of the run `access` reaches: under /runs/<pk>/ or under the share link."""
+    try:
+        return str(access.url(name, *args))
+    except NoReverseMatch:
+        return ""
+
+
+@register.simple_tag
+def query_url(query: Any, **changes: Any) -> str:
+    """The query string of a results view with some of its state changed (for sort and filter links)."""
+    from urllib.parse import urlencode
+
+    return "?" + urlencode(query.to_params(**changes))
+
+
+@register.simple_tag
+def sort_url(query: Any, key: str) -> str:
+    """The query string that sorts by `key`: lowest first, or reversed when already sorted by it."""
+    descending = not query.descending if query.sort == key else False
+    return str(query_url(query, sort=key, descending=descending))
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    if not mapping:
+        return None
+    return mapping.get(key)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -15,19 +16,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
+from evals.selectors import ResultsQuery, results_page
 from evals.services.runs import (
     RunError,
     run_cancel,
     run_create,
-    run_items_merged,
     run_preflight,
     run_retry_failed,
 )
-
-PAGE_SIZE = 50
 
 
 def home(request: HtmxHttpRequest) -> HttpResponse:
@@ -109,21 +109,7 @@ def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
 
 # --- The run page and its live endpoint ----------------------------------------------------------------
 
-
-def items_page(items: QuerySet[Item], *, after: int | None) -> tuple[list[Item], int | None, bool]:
-    """One page of items by position (keyset: never OFFSET), with their scores."""
-    items = items.select_related("example").order_by("position")
-    if after is not None:
-        items = items.filter(position__gt=after)
-    rows = list(
-        items.prefetch_related(Prefetch("scores", queryset=Score.objects.order_by("evaluator_name")))[
-            : PAGE_SIZE + 1
-        ]
-    )
-    has_more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    next_after = rows[-1].position if has_more and rows else None
-    return rows, next_after, has_more
+LIVE_ROWS_MAX = 200
 
 
 def attach_scores(run: Run, items: list[Item]) -> None:
@@ -133,7 +119,8 @@ def attach_scores(run: Run, items: list[Item]) -> None:
         item.cells = [(name, by_name.get(name)) for name in run.evaluators]  # type: ignore[attr-defined]
 
 
-def live_context(run: Run, *, row_ids: list[int]) -> dict[str, Any]:
+def live_context(access: RunAccess, *, row_ids: list[int]) -> dict[str, Any]:
+    run = access.run
     now = timezone.now()
     elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
     if run.finished_at and run.started_at:
@@ -154,6 +141,7 @@ def live_context(run: Run, *, row_ids: list[int]) -> dict[str, Any]:
         return round(100 * count / run.total_count, 2) if run.total_count else 0.0
 
     return {
+        "access": access,
         "run": run,
         "rate": rate,
         "eta": eta,
@@ -168,46 +156,48 @@ def live_context(run: Run, *, row_ids: list[int]) -> dict[str, Any]:
         },
         "backoff_seconds": backoff_seconds if backoff_seconds and backoff_seconds > 0 else None,
         "troubled": troubled,
-        "live_url": f"{reverse('run_live', args=[run.pk])}?cursor={run.change_seq}&rows={','.join(map(str, row_ids))}",
-        "can_retry": run.is_finished and (run.failed_count or run.cancelled_count),
+        "live_url": f"{access.url('live')}?cursor={run.change_seq}&rows={','.join(map(str, row_ids))}",
+        "can_retry": not access.read_only and run.is_finished and (run.failed_count or run.cancelled_count),
     }
 
 
-def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("dataset", "judge", "created_by", "retry_of"), pk=pk)
-    after = request.GET.get("after", "")
+def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
+    """The run: its live header, and its items as a results table that sorts and filters in the URL."""
+    run = access.run
     retries = list(run.retries.order_by("created_at"))
-    # With retries, the page can show the latest verdict per row across the run and its retries.
-    latest = bool(retries) and request.GET.get("view") == "latest"
-    items = run_items_merged(run) if latest else run.items.all()
-    rows, next_after, has_more = items_page(items, after=int(after) if after.isdigit() else None)
-    attach_scores(run, rows)
-    context = live_context(run, row_ids=[] if latest else [item.pk for item in rows])
+    query = ResultsQuery.from_params(request.GET, run=run)
+    if query.latest and not retries:
+        query = replace(query, latest=False)
+    page = results_page(run, query, cursor=request.GET.get("after") or None)
+    attach_scores(run, page.rows)
+    # Rows of the run itself update live; rows merged from retries belong to other runs.
+    context = live_context(access, row_ids=[] if query.latest else [item.pk for item in page.rows])
     context.update(
         {
-            "rows": rows,
-            "next_after": next_after,
-            "has_more": has_more,
-            "is_first_page": not after,
+            "rows": page.rows,
+            "next_cursor": page.next_cursor,
+            "is_first_page": not request.GET.get("after"),
             "retries": retries,
-            "latest": latest,
+            "query": query,
+            "statuses": Item.Status.choices,
+            "metadata_columns": run.dataset.metadata_columns,
         }
     )
     return render(request, "dashboard/run_detail.html", context)
 
 
-def run_live(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def run_live(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     """What changed since the page's cursor: the header, and the visible rows that changed (out of band).
 
     204 when nothing changed, so a quiet run costs one indexed lookup per poll. The size of the reply
     depends on what changed, not on the size of the run.
     """
-    run = get_object_or_404(Run.objects.select_related("dataset", "judge"), pk=pk)
+    run = access.run
     try:
         cursor = int(request.GET.get("cursor", ""))
     except ValueError:
         cursor = -1
-    row_ids = [int(part) for part in request.GET.get("rows", "").split(",") if part.isdigit()][:PAGE_SIZE]
+    row_ids = [int(part) for part in request.GET.get("rows", "").split(",") if part.isdigit()][:LIVE_ROWS_MAX]
     if cursor == run.change_seq and not (run.backoff_until and run.backoff_until > timezone.now()):
         return HttpResponse(status=204)
     changed = list(
@@ -216,7 +206,7 @@ def run_live(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         .prefetch_related(Prefetch("scores", queryset=Score.objects.order_by("evaluator_name")))
     )
     attach_scores(run, changed)
-    context = live_context(run, row_ids=row_ids)
+    context = live_context(access, row_ids=row_ids)
     context["changed"] = changed
     return render(request, "dashboard/run_live.html", context)
 
@@ -253,8 +243,10 @@ urlpatterns = [
     path("", home, name="home"),
     path("runs/", run_list, name="run_list"),
     path("runs/new/", run_create_view, name="run_create"),
-    path("runs/<int:pk>/", run_detail, name="run_detail"),
-    path("runs/<int:pk>/live/", run_live, name="run_live"),
+    path("runs/<int:pk>/", team(run_detail), name="run_detail"),
+    path("runs/<int:pk>/live/", team(run_live), name="run_live"),
+    path("s/<str:token>/", shared(run_detail), name="shared_run_detail"),
+    path("s/<str:token>/live/", shared(run_live), name="shared_run_live"),
     path("runs/<int:pk>/cancel/", run_cancel_view, name="run_cancel"),
     path("runs/<int:pk>/retry/", run_retry_view, name="run_retry"),
 ]

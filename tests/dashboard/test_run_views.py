@@ -88,21 +88,36 @@ def test_run_page_shows_scores_and_justifications_without_hovering(
     html = logged_in.get(f"/runs/{run.pk}/").content.decode()
     score = Score.objects.filter(run=run).first()
     assert score is not None
-    assert f"<th>{score.evaluator_name}</th>" in html
+    headers = re.findall(r'<th><a class="sort[^"]*" href="[^"]*"[^>]*>([^<]+)<', html)
+    assert [header.strip() for header in headers] == ["Status", *run.evaluators]
+    # A finished run opens worst first by its first evaluator.
+    assert f'aria-sort="ascending" title="Sorted lowest first; click to reverse">{run.evaluators[0]}' in html
     assert '<span class="clamp small">' in html and score.justification[:40] in html
     assert len(row_ids(html)) == 8
 
 
-def test_run_page_paginates_by_position(
+def next_page(html: str) -> str | None:
+    match = re.search(r'href="([^"]+)" rel="next"', html)
+    return match.group(1).replace("&amp;", "&") if match else None
+
+
+def test_run_page_paginates_by_key_and_walks_every_item_once(
     logged_in: Client, judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
 ) -> None:
     run = run_create(dataset=make_dataset(120), judge=judges[SUPPORT_JUDGE])
     first = logged_in.get(f"/runs/{run.pk}/").content.decode()
-    assert len(row_ids(first)) == 50 and "?after=49" in first
-    second = logged_in.get(f"/runs/{run.pk}/?after=49").content.decode()
-    ids = row_ids(second)
-    assert len(ids) == 50
-    assert ids == {str(pk) for pk in run.items.filter(position__range=(50, 99)).values_list("pk", flat=True)}
+    assert len(row_ids(first)) == 50
+    assert row_ids(first) == {
+        str(pk) for pk in run.items.filter(position__lt=50).values_list("pk", flat=True)
+    }
+    seen = row_ids(first)
+    url = next_page(first)
+    while url:
+        html = logged_in.get(url).content.decode()
+        assert not (row_ids(html) & seen)
+        seen |= row_ids(html)
+        url = next_page(html)
+    assert len(seen) == 120
 
 
 def test_live_endpoint_returns_204_when_nothing_changed_and_only_the_visible_rows_that_did(
@@ -216,4 +231,4 @@ def test_the_first_runs_page_can_show_the_latest_verdict_per_row_across_its_retr
     latest = logged_in.get(f"/runs/{first.pk}/?view=latest").content.decode()
     assert "Latest verdict per row, with 1 retry" in latest
     assert len(row_ids(latest)) == 12
-    assert "badge badge-failed" not in latest.split('<table class="data items">')[1]
+    assert "badge badge-failed" not in latest.split('<table class="data items" data-keynav>')[1]

@@ -1,0 +1,95 @@
+"""Who may read a run, and where its pages live: teammates under /runs/<pk>/, share links under /s/<token>/.
+
+A read-only view is written once, as `view(request, access)`, and mounted twice: `team(view)` for
+logged-in users and `shared(view)` for share links. A share link reaches exactly one run, only with
+GET, and its pages tell browsers and robots not to keep them. Revoked, expired and wrong tokens all
+get the same not-found page.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+
+from evals.models import Run, ShareLink
+
+RUN_RELATED = ("dataset", "judge", "created_by", "retry_of")
+
+
+@dataclass(frozen=True)
+class RunAccess:
+    run: Run
+    share: ShareLink | None = None
+    token: str = ""
+
+    @property
+    def read_only(self) -> bool:
+        return self.share is not None
+
+    @property
+    def hide_text(self) -> bool:
+        """Share links may hide the request and response text (scores and justifications stay)."""
+        return bool(self.share and self.share.hide_text)
+
+    @property
+    def can_export(self) -> bool:
+        return not self.hide_text
+
+    def url(self, name: str, *args: Any) -> str:
+        """The URL of page `name` of this run ("detail", "live", "stats", "item", "export"...)."""
+        if self.share is not None:
+            return reverse(f"shared_run_{name}", args=[self.token, *args])
+        return reverse(f"run_{name}", args=[self.run.pk, *args])
+
+
+View = Callable[..., HttpResponse]
+
+
+def team(view: View) -> View:
+    """Mount a run view for logged-in users: /runs/<pk>/..."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
+        run = get_object_or_404(Run.objects.select_related(*RUN_RELATED), pk=pk)
+        return view(request, RunAccess(run=run), *args, **kwargs)
+
+    return wrapper
+
+
+def shared(view: View) -> View:
+    """Mount a run view for a share link: /s/<token>/..., read-only, never cached, never indexed."""
+
+    @login_not_required
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, token: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            return _no_store(HttpResponseNotAllowed(["GET", "HEAD"]))
+        link = (
+            ShareLink.objects.usable()
+            .select_related(*(f"run__{name}" for name in RUN_RELATED))
+            .filter(token_hash=ShareLink.hash_token(token))
+            .first()
+        )
+        if link is None:
+            raise Http404("No such share link.")
+        ShareLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now(), use_count=F("use_count") + 1)
+        response = view(request, RunAccess(run=link.run, share=link, token=token), *args, **kwargs)
+        return _no_store(response)
+
+    return wrapper
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "private, no-store"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
