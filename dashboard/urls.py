@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Each area keeps its routes next to its views.
     path("", include("dashboard.views.runs")),
+    path("", include("dashboard.views.sharing")),
     path("", include("dashboard.views.datasets")),
     path("", include("dashboard.views.judges")),
 ]

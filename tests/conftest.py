@@ -126,9 +126,11 @@ def make_dataset(db: None) -> Callable[..., Dataset]:
                 dataset=dataset,
                 position=position,
                 source_line=position + 2,
-                request=f"How do I reset my password for account {position}?",
-                response=f"Thanks for asking! Open Settings, choose Security and press Reset ({position}).",
-                **{key: (value(position) if callable(value) else value) for key, value in fields.items()},
+                **{
+                    "request": f"How do I reset my password for account {position}?",
+                    "response": f"Thanks for asking! Open Settings, choose Security and press Reset ({position}).",
+                    **{key: (value(position) if callable(value) else value) for key, value in fields.items()},
+                },
             )
             for position in range(rows)
         )
