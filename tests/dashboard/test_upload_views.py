@@ -282,3 +282,38 @@ def upload_from_bytes(client: Client, name: str, content: bytes) -> Upload:
     response = post_file(client, name, content)
     assert response.status_code == 302, response.content.decode()
     return Upload.objects.get()
+
+
+def test_file_over_the_row_cap_gets_a_clear_message(logged_in: Client, settings: SettingsWrapper) -> None:
+    settings.DOCKET_MAX_ROWS = 2
+    upload = upload_of(logged_in, "qa.csv")
+    response = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "The file has more than 2 rows, over the row limit." in html
+    assert "Import 3 rows" not in html
+
+
+def test_large_import_runs_in_the_background_with_a_progress_page(
+    logged_in: Client, settings: SettingsWrapper, django_capture_on_commit_callbacks: Any
+) -> None:
+    from evals import tasks
+
+    settings.DOCKET_INLINE_IMPORT_MAX_BYTES = 10
+    with mock.patch("django_q.tasks.async_task"):
+        upload = upload_of(logged_in, "qa.csv")
+    tasks.upload_validate(str(upload.pk))
+    with (
+        mock.patch("django_q.tasks.async_task") as async_task,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = logged_in.post(
+            reverse("dataset_upload_import", args=[upload.pk]), {"name": "Later", "mode": "all"}, follow=True
+        )
+    dataset = Dataset.objects.get()
+    assert async_task.call_args.args == ("evals.tasks.dataset_import", str(upload.pk))
+    html = response.content.decode()
+    assert "Importing…" in html and "0 of 3 rows written (0%)" in html and 'hx-trigger="every 1s"' in html
+    tasks.dataset_import(str(upload.pk))
+    html = logged_in.get(reverse("dataset_detail", args=[dataset.pk])).content.decode()
+    assert "Importing…" not in html and "What is the capital of France?" in html
