@@ -188,7 +188,7 @@ def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpRespons
 @require_POST
 def dataset_upload_check(request: HttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
-    if upload.status in (Upload.Status.RECEIVED, Upload.Status.VALIDATED):
+    if upload.status in (Upload.Status.RECEIVED, Upload.Status.VALIDATED, Upload.Status.FAILED):
         services.upload_check(upload=upload)
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 

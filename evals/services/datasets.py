@@ -317,9 +317,10 @@ def upload_import(*, upload: Upload, name: str, skip_invalid: bool, user: Any = 
     """Create the dataset (status importing) and write its rows: now when small, else in a task."""
     name = name.strip() or Path(upload.original_name).stem or "Dataset"
     report = upload.report
-    if upload.status == Upload.Status.FAILED and upload.dataset_id is not None:
+    if upload.dataset_id is not None:
         # A retry after a failed import: the failed dataset row gives way to the new attempt.
         Dataset.objects.filter(pk=upload.dataset_id, status=Dataset.Status.FAILED).delete()
+    if upload.status == Upload.Status.FAILED:
         upload.status = Upload.Status.VALIDATED
         upload.save(update_fields=["status"])
     if (
@@ -396,7 +397,8 @@ def upload_import_rows(*, upload_id: Any) -> None:
             skip_invalid=bool(upload.options.get("skip_invalid")),
         )
     except ImportCancelled:
-        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.FAILED, dataset=None)
+        # The dataset was deleted: the upload can be imported again.
+        Upload.objects.filter(pk=upload.pk).update(status=Upload.Status.VALIDATED, dataset=None)
         return
     except Exception as error:
         message = str(error) if isinstance(error, IngestError | DatasetError) else None
@@ -720,5 +722,7 @@ def dataset_delete(*, dataset: Dataset) -> None:
     # Out of the importing state first, so an import in progress stops at its next batch.
     Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, import_error="Deleted.")
     _delete_examples(dataset.pk)
-    Upload.objects.filter(dataset=dataset, status=Upload.Status.IMPORTING).update(status=Upload.Status.FAILED)
+    Upload.objects.filter(dataset=dataset, status=Upload.Status.IMPORTING).update(
+        status=Upload.Status.VALIDATED
+    )
     dataset.delete()

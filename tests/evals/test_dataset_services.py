@@ -338,6 +338,13 @@ def test_deleting_an_importing_dataset_cancels_the_import(tmp_path: Path, settin
     with mock.patch.object(services, "_write_examples", delete_midway):
         tasks.dataset_import(str(upload.pk))
     assert not Dataset.objects.exists() and not Example.objects.exists()
+    # The upload can be imported again.
+    upload.refresh_from_db()
+    assert upload.status == Upload.Status.VALIDATED and upload.dataset is None
+    with mock.patch("django_q.tasks.async_task"):
+        services.upload_import(upload=upload, name="again", skip_invalid=False)
+    tasks.dataset_import(str(upload.pk))
+    assert Dataset.objects.get().examples.count() == 5000
 
 
 def test_import_file_checks_then_imports(tmp_path: Path) -> None:
