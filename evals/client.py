@@ -50,6 +50,7 @@ class JudgeError(Exception):
         permanent: bool = False,
         retry_after: float | None = None,
         outcome_unknown: bool = False,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -58,6 +59,8 @@ class JudgeError(Exception):
         self.permanent = permanent
         self.retry_after = retry_after
         self.outcome_unknown = outcome_unknown
+        # What happened, in one word: the HTTP status, or "timeout", "connect", "dropped", "unreadable".
+        self.reason = reason or (str(status) if status else "unreadable")
 
     @property
     def throttled(self) -> bool:
@@ -327,15 +330,19 @@ class JudgeAPI:
             raise JudgeError(
                 f"The judge API did not answer within {self._http.timeout.read:g} s ({type(exc).__name__}).",
                 outcome_unknown=unknown and method != "GET",
+                reason="timeout",
             ) from exc
         except httpx.ConnectError as exc:
             status = "connect-error"
-            raise JudgeError(f"Could not connect to the judge API at {self.base_url}: {exc}.") from exc
+            raise JudgeError(
+                f"Could not connect to the judge API at {self.base_url}: {exc}.", reason="connect"
+            ) from exc
         except httpx.TransportError as exc:
             status = "dropped"
             raise JudgeError(
                 f"The connection to the judge API broke before an answer came ({type(exc).__name__}).",
                 outcome_unknown=method != "GET",
+                reason="dropped",
             ) from exc
         finally:
             logger.info(

@@ -458,3 +458,21 @@ class PumpSlot(models.Model):
 
     def __str__(self) -> str:
         return f"pump slot {self.slot}"
+
+
+class JudgeApiEvent(models.Model):
+    """A judge API call that failed or was throttled: what the status page shows (kept for a day)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    action = models.CharField(max_length=16)  # create, lookup, poll
+    status = models.CharField(max_length=32, help_text="HTTP status, or what happened instead (timeout...).")
+    throttled = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.status}"

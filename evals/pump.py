@@ -25,13 +25,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Min, Q, Value
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import Count, F, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError
-from evals.models import Item, PumpSlot, RemoteBatch, Run, Score
+from evals.models import Item, JudgeApiEvent, PumpSlot, RemoteBatch, Run, Score
 from evals.services.runs import bump_change_seq, run_finish_if_done, wake_pump
 
 logger = logging.getLogger("evals.pump")
@@ -182,26 +182,33 @@ class Pump:
         worked_since_renew = 0
         while True:
             claiming = time.monotonic() < deadline
-            saturated = False
-            if claiming:
-                room = self.concurrency - len(self.in_progress) if self.executor else INLINE_CLAIMS
-                actions = self.claim(limit=room)
-                for action in actions:
-                    self.dispatch(action)
-                worked_since_renew += len(actions)
-                # A full claim may have left more work due right now: go again without waiting.
-                saturated = room > 0 and len(actions) == room
-            if not self.in_progress and (not claiming or not RemoteBatch.objects.unfinished().exists()):
-                return
-            if saturated and self.executor is None:
-                continue
-            self.collect(timeout=self.wait_seconds())
-            if slot is not None and time.monotonic() >= next_renew:
-                if not slot_renew(slot, self.owner, worked=worked_since_renew):
-                    logger.warning("pump %s lost its slot; stopping", self.owner)
-                    deadline = 0.0
-                next_renew = time.monotonic() + SLOT_RENEW_SECONDS
-                worked_since_renew = 0
+            try:
+                saturated = False
+                if claiming:
+                    room = self.concurrency - len(self.in_progress) if self.executor else INLINE_CLAIMS
+                    actions = self.claim(limit=room)
+                    for action in actions:
+                        self.dispatch(action)
+                    worked_since_renew += len(actions)
+                    # A full claim may have left more work due right now: go again without waiting.
+                    saturated = room > 0 and len(actions) == room
+                if not self.in_progress and (not claiming or not RemoteBatch.objects.unfinished().exists()):
+                    return
+                if saturated and self.executor is None:
+                    continue
+                self.collect(timeout=self.wait_seconds())
+                if slot is not None and time.monotonic() >= next_renew:
+                    if not slot_renew(slot, self.owner, worked=worked_since_renew):
+                        logger.warning("pump %s lost its slot; stopping", self.owner)
+                        deadline = 0.0
+                    next_renew = time.monotonic() + SLOT_RENEW_SECONDS
+                    worked_since_renew = 0
+            except DatabaseError:
+                # The database went away (a restart, a failover): wait and reconnect. Calls in
+                # flight keep their leases; whatever could not be recorded is picked up again later.
+                logger.exception("pump %s: database error; retrying in a second", self.owner)
+                close_old_connections()
+                time.sleep(1.0)
 
     def wait_seconds(self) -> float:
         """Until the next batch is due, at most a second (new runs and cancels are noticed that fast)."""
@@ -236,23 +243,14 @@ class Pump:
         if limit <= 0:
             return []
         now = timezone.now()
-        lease = now + batch_lease()
+        lease = {"lease_until": now + batch_lease(), "lease_owner": self.owner, "attempts": F("attempts") + 1}
+        due = RemoteBatch.objects.due(now)
         actions: list[Action] = []
-        free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-        due = RemoteBatch.objects.due(now).select_related("run", "run__judge")
 
         # Batches already sent (or maybe sent) come first: they hold the judge's capacity.
-        for batch in due.filter(
-            status__in=[RemoteBatch.Status.SUBMITTING, RemoteBatch.Status.RUNNING]
-        ).order_by("next_action_at")[:limit]:
-            claimed = (
-                RemoteBatch.objects.filter(pk=batch.pk, status=batch.status)
-                .filter(free)
-                .update(lease_until=lease, lease_owner=self.owner, attempts=F("attempts") + 1)
-            )
-            if claimed:
-                batch.attempts += 1
-                actions.append(self.action_for(batch, now=now))
+        sent = due.filter(status__in=[RemoteBatch.Status.SUBMITTING, RemoteBatch.Status.RUNNING])
+        for batch in self.take(sent.order_by("next_action_at"), limit=limit, **lease):
+            actions.append(self.action_for(batch, now=now))
         limit -= len(actions)
         if limit <= 0:
             return actions
@@ -273,35 +271,52 @@ class Pump:
         )
         for run in runs:
             room = min(settings.DOCKET_MAX_IN_FLIGHT_PER_RUN - per_run.get(run.pk, 0), total_free, limit)
+            if total_free <= 0 or limit <= 0:
+                break
             if room <= 0:
-                if total_free <= 0 or limit <= 0:
-                    break
                 continue
-            candidates = due.filter(run=run, status=RemoteBatch.Status.WAITING).order_by("position")[:room]
-            for batch in candidates:
-                with transaction.atomic():
-                    claimed = (
-                        RemoteBatch.objects.filter(pk=batch.pk, status=RemoteBatch.Status.WAITING)
-                        .filter(free)
-                        .update(
-                            status=RemoteBatch.Status.SUBMITTING,
-                            lease_until=lease,
-                            lease_owner=self.owner,
-                            attempts=F("attempts") + 1,
-                            submitted_at=Coalesce(F("submitted_at"), Value(now)),
-                        )
-                    )
-                    if claimed and run.status == Run.Status.QUEUED:
-                        Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-                            status=Run.Status.RUNNING, started_at=now, change_seq=F("change_seq") + 1
-                        )
-                        run.status = Run.Status.RUNNING
-                if claimed:
-                    batch.attempts += 1
-                    actions.append(self.create_action(batch))
-                    total_free -= 1
-                    limit -= 1
+            waiting = due.filter(run=run, status=RemoteBatch.Status.WAITING).order_by("position")
+            taken = self.take(
+                waiting,
+                limit=room,
+                status=RemoteBatch.Status.SUBMITTING,
+                submitted_at=Coalesce(F("submitted_at"), Value(now)),
+                **lease,
+            )
+            if taken and run.status == Run.Status.QUEUED:
+                Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+                    status=Run.Status.RUNNING, started_at=now, change_seq=F("change_seq") + 1
+                )
+            for batch in taken:
+                actions.append(self.create_action(batch))
+            total_free -= len(taken)
+            limit -= len(taken)
         return actions
+
+    def take(self, candidates: QuerySet[RemoteBatch], *, limit: int, **updates: Any) -> list[RemoteBatch]:
+        """Lease up to `limit` of the candidates; another pump taking the same rows gets none of them.
+
+        Where the database can (PostgreSQL), rows another pump is claiming right now are skipped
+        (FOR UPDATE SKIP LOCKED); elsewhere each row is taken by a conditional UPDATE that only one
+        pump can win. Either way the lease, not the lock, is what keeps the batch ours afterwards.
+        """
+        if limit <= 0:
+            return []
+        if connection.features.has_select_for_update_skip_locked:
+            with transaction.atomic():
+                ids = list(
+                    candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit]
+                )
+                RemoteBatch.objects.filter(pk__in=ids).update(**updates)
+        else:
+            now = timezone.now()
+            free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+            ids = []
+            for pk, status in candidates.values_list("pk", "status")[:limit]:
+                if RemoteBatch.objects.filter(pk=pk, status=status).filter(free).update(**updates):
+                    ids.append(pk)
+        batches = RemoteBatch.objects.filter(pk__in=ids).select_related("run", "run__judge")
+        return sorted(batches, key=lambda batch: ids.index(batch.pk))
 
     def action_for(self, batch: RemoteBatch, *, now: datetime) -> Action:
         common = {
@@ -497,6 +512,14 @@ class Pump:
             error.message,
         )
         with transaction.atomic():
+            JudgeApiEvent.objects.create(
+                action=action.kind,
+                status=error.reason,
+                throttled=error.throttled,
+                message=error.message[:2000],
+                attempt=action.attempt,
+                run_id=action.run_id,
+            )
             if error.permanent or action.attempt >= limit:
                 if error.permanent:
                     message = f"The judge API rejected this batch: {error.message}"

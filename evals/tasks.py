@@ -31,9 +31,14 @@ def pump() -> None:
 
 def watchdog() -> None:
     """Runs every minute (a django-q2 Schedule): restarts the pump if work is waiting and none is alive."""
-    from evals.models import RemoteBatch
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evals.models import JudgeApiEvent, RemoteBatch
     from evals.pump import pump_alive
     from evals.services.runs import wake_pump
 
     if RemoteBatch.objects.unfinished().exists() and not pump_alive():
         wake_pump()
+    JudgeApiEvent.objects.filter(at__lt=timezone.now() - timedelta(days=1)).delete()

@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals import client
 from evals.client import JudgeAPI
-from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
+from evals.models import Dataset, Item, Judge, JudgeApiEvent, RemoteBatch, Run, Score
 from evals.pump import pump
 from evals.services.runs import (
     RunError,
@@ -329,5 +329,7 @@ def test_throttling_is_shown_on_the_run_while_it_lasts(
     batch = run.batches.get()
     assert batch.status == RemoteBatch.Status.WAITING and batch.attempts == 1
     assert "throttl" in batch.last_error
+    event = JudgeApiEvent.objects.get()
+    assert (event.action, event.status, event.throttled, event.run_id) == ("create", "429", True, run.pk)
     offline_judge("item_ms=1,lanes=100")
     assert judge_batches_by_tag(run) == Counter()
