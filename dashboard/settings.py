@@ -127,6 +127,8 @@ TEMPLATES = [
 # Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL for a team server).
 DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{VAR_DIR / 'docket.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# One test database per test process, so two test runs on one machine never share one.
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].update(
         {

@@ -137,3 +137,18 @@ def make_dataset(db: None) -> Callable[..., Dataset]:
         return dataset
 
     return make
+
+
+def subprocess_database_url() -> str:
+    """DATABASE_URL for a child process (a real qcluster, a web server) that must share the test database."""
+    from django.db import connection
+
+    config = connection.settings_dict
+    if config["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{config['NAME']}"
+    auth = config.get("USER") or ""
+    if config.get("PASSWORD"):
+        auth += f":{config['PASSWORD']}"
+    return (
+        f"postgres://{auth}@{config.get('HOST') or '127.0.0.1'}:{config.get('PORT') or 5432}/{config['NAME']}"
+    )

@@ -13,10 +13,11 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE must not leak into a deployment check.
     base = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DOCKET_", "DATABASE_URL", "REDIS_URL"))
+        if not key.startswith(("DOCKET_", "DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"))
     }
     return subprocess.run(
         [sys.executable, MANAGE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.client import JudgeAPI
 from evals.models import Dataset, Example, Item, Run
 from evals.services.judges import judges_sync
 from evals.services.runs import run_create
+from tests.conftest import subprocess_database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -49,7 +49,7 @@ def live_judge(live_server: Any, settings: SettingsWrapper) -> Iterator[str]:
 def start_worker(judge_url: str, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith(("DOCKET_", "SCORABLE_"))},
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": subprocess_database_url(),
         "SCORABLE_API_URL": judge_url,
         "SCORABLE_API_KEY": settings.OFFLINE_JUDGE_API_KEY,
         "JUDGE_API_TIMEOUT": "1",
