@@ -164,7 +164,8 @@ else:
 
 DOCKET_WORKERS = env_int("DOCKET_WORKERS", 2)
 Q_CLUSTER: dict[str, object] = {
-    "name": "docket",
+    # Also the Redis queue's key: two Dockets sharing one Redis need two names.
+    "name": os.environ.get("DOCKET_QUEUE_NAME", "docket"),
     "workers": DOCKET_WORKERS,
     # A task may run this long; the pump keeps each slice far below it and re-enqueues itself.
     "timeout": 300,

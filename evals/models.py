@@ -126,7 +126,9 @@ class Upload(models.Model):
 class Example(models.Model):
     """One row of a dataset, with its text already split into the judge API's input fields."""
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
+    # No index of its own: the (dataset, position) unique constraint covers it, and every index costs
+    # inserts on large imports.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples", db_index=False)
     position = models.PositiveIntegerField()
     source_line = models.PositiveIntegerField(default=0)
     request = models.TextField(blank=True)
