@@ -69,7 +69,9 @@ def api_calls(stats: dict[str, Any]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--sdk-items", type=int, default=1_000)
     parser.add_argument("--item-ms", type=float, default=20.0)
@@ -80,7 +82,9 @@ def main() -> None:
     key = secrets.token_urlsafe(24)
     port = free_port()
     judge_url = f"http://127.0.0.1:{port}/judge-api"
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKET_", "SCORABLE_", "DATABASE_URL"))}
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DOCKET_", "SCORABLE_", "DATABASE_URL"))
+    }
     judge_env = {
         **base_env,
         "DOCKET_VAR_DIR": str(work / "judge"),
@@ -101,7 +105,13 @@ def main() -> None:
             manage("migrate", "-v0", env=env).wait()
         log = (work / "judge.log").open("wb")
         judge = manage(
-            "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks", env=judge_env, stdout=log, stderr=log
+            "runserver",
+            f"127.0.0.1:{port}",
+            "--noreload",
+            "--skip-checks",
+            env=judge_env,
+            stdout=log,
+            stderr=log,
         )
         processes.append(judge)
         wait_http(f"{judge_url}/v1/judges/")
@@ -121,11 +131,17 @@ def main() -> None:
         judge_row = Judge.objects.get(name="Support assistant safety")
         dataset = Dataset.objects.create(name="bench", status=Dataset.Status.READY, row_count=args.items)
         rows = [
-            (f"Where is my order number {n}? It was due last week.", f"Thanks for asking! Order {n} ships today.")
+            (
+                f"Where is my order number {n}? It was due last week.",
+                f"Thanks for asking! Order {n} ships today.",
+            )
             for n in range(args.items)
         ]
         Example.objects.bulk_create(
-            (Example(dataset=dataset, position=n, request=request, response=response) for n, (request, response) in enumerate(rows)),
+            (
+                Example(dataset=dataset, position=n, request=request, response=response)
+                for n, (request, response) in enumerate(rows)
+            ),
             batch_size=2000,
         )
         worker_log = (work / "qcluster.log").open("wb")
@@ -158,7 +174,9 @@ def main() -> None:
 
         floor = math.ceil(args.items / args.lanes) * args.item_ms / 1000
         print(f"items                      {args.items}")
-        print(f"judge                      latency_ms={LATENCY_MS}, item_ms={args.item_ms:g}, lanes={args.lanes}")
+        print(
+            f"judge                      latency_ms={LATENCY_MS}, item_ms={args.item_ms:g}, lanes={args.lanes}"
+        )
         print(f"judge floor T              {floor:.1f} s")
         print(f"Docket (1 qcluster)        {docket_seconds:.1f} s")
         print(f"SDK single-execute loop    {sdk_seconds:.1f} s (measured on {args.sdk_items} items, scaled)")
