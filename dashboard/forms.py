@@ -43,6 +43,7 @@ class RunFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status"), *Run.Status.choices], required=False)
     judge = forms.ModelChoiceField(queryset=Judge.objects.none(), required=False, empty_label="Any judge")
     tag = forms.CharField(required=False, max_length=200)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all(), required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -42,11 +42,13 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
             runs = runs.filter(status=status)
         if judge := form.cleaned_data["judge"]:
             runs = runs.filter(judge=judge)
+        if dataset := form.cleaned_data["dataset"]:
+            runs = runs.filter(dataset=dataset)
         if tag := form.cleaned_data["tag"].strip():
             # The JSON text of the tag list holds each tag as a quoted string.
             runs = runs.filter(tags__icontains=json.dumps(tag))
     page = Paginator(runs, 30).get_page(request.GET.get("page"))
-    filtered = any(request.GET.get(key) for key in ("status", "judge", "tag"))
+    filtered = any(request.GET.get(key) for key in ("status", "judge", "tag", "dataset"))
     return render(request, "dashboard/run_list.html", {"form": form, "page": page, "filtered": filtered})
 
 

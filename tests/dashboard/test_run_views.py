@@ -212,6 +212,10 @@ def test_runs_list_filters_by_status_judge_and_tag(
     html = logged_in.get("/runs/").content.decode()
     assert "Politeness" in html  # mean score per evaluator of the finished run
     assert "No runs match" in logged_in.get("/runs/?tag=nothing").content.decode()
+    other = make_dataset(2, name="other data")
+    run_create(dataset=other, judge=judges[SUPPORT_JUDGE], name="gamma")
+    assert names(f"?dataset={other.pk}") == {"gamma"}
+    assert names(f"?dataset={dataset.pk}") == {"alpha", "beta"}
 
 
 def test_the_first_runs_page_can_show_the_latest_verdict_per_row_across_its_retries(
