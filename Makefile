@@ -26,7 +26,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py ensure_login
 	$(PY) manage.py serve
 
