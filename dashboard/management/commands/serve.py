@@ -50,9 +50,10 @@ class Command(BaseCommand):
                         stopping = True
                 time.sleep(0.5)
         finally:
+            # TERM, not INT: a process started in the background may ignore INT.
             for process in processes.values():
                 if process.poll() is None:
-                    process.send_signal(signal.SIGINT)
+                    process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 15
             for process in processes.values():
                 try:
