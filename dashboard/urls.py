@@ -12,6 +12,7 @@ urlpatterns = [
     # Each area keeps its routes next to its views.
     path("", include("dashboard.views.runs")),
     path("", include("dashboard.views.sharing")),
+    path("", include("dashboard.views.results")),
     path("", include("dashboard.views.datasets")),
     path("", include("dashboard.views.judges")),
 ]

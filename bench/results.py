@@ -1,0 +1,500 @@
+"""Benchmark the results pages on a 100,000-item run against the same pages on a 1,000-item run.
+
+    .venv/bin/python bench/results.py [--items 100000] [--small 1000] [--repeat 7]
+
+Sets Django up itself on a throwaway SQLite database under a temporary DOCKET_VAR_DIR (migrated; DEBUG
+turned off after setup, so no query log is kept), then builds two completed runs through a fast fixture path (bulk_create
+of Dataset, Example, Judge, Run, RemoteBatch, Item and Score rows; 3 evaluators; justifications of a
+few sentences; metadata columns topic, channel and language; Run.evaluators and score_summary
+filled): one of --items items and one of --small items. Building is not timed.
+
+With Django's test Client (force_login), each URL is requested --repeat times per run, after one
+warm-up request, and the median is kept:
+
+- the run page, first page: /runs/<pk>/
+- sorted by a score: ?sort=score:<evaluator>
+- filtered by a score range plus a search for a common word: ?sort=score:<e>&min.<e>=0.2&max.<e>=0.6&q=<word>
+- the live endpoint with 100 changed items: /runs/<pk>/live/?cursor=<seq>&rows=<100 item ids>, after the
+  run's change_seq and those items' change_seq are bumped so that they count as changed
+- for reference (no target): the statistics page, one item's page, and run compare (two runs over the
+  same dataset; on the big runs only with --compare, which builds a second big run)
+
+Prints each big/small ratio (target <= 2.0 for the pages and the live endpoint). Then exports each run
+as CSV in a child process (the web view through the test Client, streamed and consumed chunk by chunk)
+and prints its time and the child's peak resident memory, resource.getrusage(RUSAGE_SELF).ru_maxrss,
+which includes the interpreter and Django (target <= 150 MB). Exits 1 when a target is missed.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 2.0
+TARGET_EXPORT_MB = 150
+EVALUATORS = ("Politeness", "Request relevance", "Concision")
+COMMON_WORD = "order"
+TOPICS = ("billing", "shipping", "returns", "account", "orders", "warranty", "delivery", "payments")
+CHANNELS = ("chat", "email", "phone")
+LANGUAGES = ("en", "de", "fr", "es")
+PRODUCTS = ("router", "headphones", "coffee machine", "laptop stand", "desk lamp", "phone case", "blender")
+
+
+def setup_django(var_dir: Path) -> None:
+    os.environ["DOCKET_VAR_DIR"] = str(var_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
+    os.environ["DOCKET_DEBUG"] = "1"
+    os.environ.setdefault("DOCKET_LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.conf import settings
+
+    django.setup()
+    # Development settings (no collected static files needed), but DEBUG off once set up, so Django
+    # keeps no log of every query in memory, as in production.
+    settings.DEBUG = False
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- The fast fixture path ---------------------------------------------------------------------------------
+
+
+def build_run(items: int, *, seed: int, name: str, dataset_id: int | None = None) -> int:
+    """A completed run of `items` items with 3 evaluators, made with bulk_create; returns its id.
+
+    With `dataset_id`, a second run over that dataset's rows (for compare) instead of a new dataset.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
+
+    rng = random.Random(seed)
+    chunk = 5_000
+    now = timezone.now()
+    with transaction.atomic():
+        judge, _ = Judge.objects.get_or_create(
+            api_url="http://127.0.0.1:8000/judge-api",
+            remote_id="bench-judge",
+            defaults={
+                "source": Judge.Source.OFFLINE,
+                "name": "Support assistant quality",
+                "version_id": str(uuid.UUID(int=seed)),
+                "evaluators": [{"name": evaluator, "threshold": 0.6} for evaluator in EVALUATORS],
+            },
+        )
+        if dataset_id is not None:
+            dataset = Dataset.objects.get(pk=dataset_id)
+        else:
+            dataset = _build_dataset(items, rng=rng, name=name)
+        failed = set(rng.sample(range(items), k=items // 50))
+        run = Run.objects.create(
+            name=name,
+            dataset=dataset,
+            judge=judge,
+            judge_version_id=judge.version_id,
+            status=Run.Status.PARTIAL if failed else Run.Status.COMPLETED,
+            total_count=items,
+            completed_count=items - len(failed),
+            failed_count=len(failed),
+            started_at=now - timedelta(minutes=30),
+            finished_at=now,
+            evaluators=list(EVALUATORS),
+            change_seq=items // 100 + 1,
+        )
+        batches = RemoteBatch.objects.bulk_create(
+            RemoteBatch(
+                run=run,
+                position=index,
+                size=min(100, items - index * 100),
+                remote_id=str(uuid.UUID(int=rng.getrandbits(128))),
+                status=RemoteBatch.Status.COMPLETED,
+                attempts=1,
+                submitted_at=now - timedelta(minutes=30),
+                finished_at=now,
+            )
+            for index in range(math.ceil(items / 100))
+        )
+        example_ids = list(
+            Example.objects.filter(dataset=dataset).order_by("position").values_list("id", flat=True)
+        )
+        summary = {name: {"n": 0, "sum": 0.0, "min": 1.0, "max": 0.0} for name in EVALUATORS}
+        shapes = {"Politeness": (5.0, 1.6), "Request relevance": (3.0, 2.0), "Concision": (2.2, 2.2)}
+        for start in range(0, items, chunk):
+            rows = []
+            for position in range(start, min(start + chunk, items)):
+                bad = position in failed
+                rows.append(
+                    Item(
+                        run=run,
+                        example_id=example_ids[position],
+                        batch=batches[position // 100],
+                        position=position,
+                        index_in_batch=position % 100,
+                        status=Item.Status.FAILED if bad else Item.Status.COMPLETED,
+                        error_message="The judge could not parse the response (HTTP 502)." if bad else "",
+                        execution_log_id="" if bad else str(uuid.UUID(int=rng.getrandbits(128))),
+                        started_at=now - timedelta(minutes=20),
+                        completed_at=now - timedelta(minutes=10),
+                        change_seq=position // 100 + 1,
+                    )
+                )
+            created = Item.objects.bulk_create(rows)
+            scores = []
+            for item in created:
+                if item.status == Item.Status.FAILED:
+                    continue
+                for evaluator in EVALUATORS:
+                    value = round(rng.betavariate(*shapes[evaluator]), 3)
+                    entry = summary[evaluator]
+                    entry["n"] += 1
+                    entry["sum"] += value
+                    entry["min"] = min(entry["min"], value)
+                    entry["max"] = max(entry["max"], value)
+                    scores.append(
+                        Score(
+                            item=item,
+                            run=run,
+                            evaluator_name=evaluator,
+                            evaluator_id=f"bench-{evaluator.lower().replace(' ', '-')}",
+                            score=value,
+                            confidence=round(rng.uniform(0.6, 0.99), 2),
+                            justification=justification(evaluator, value, rng),
+                        )
+                    )
+            Score.objects.bulk_create(scores, batch_size=chunk)
+        Run.objects.filter(pk=run.pk).update(score_summary=summary)
+    return run.pk
+
+
+def _build_dataset(items: int, *, rng: random.Random, name: str) -> Any:
+    from evals.models import Dataset, Example
+
+    chunk = 5_000
+    dataset = Dataset.objects.create(
+        name=f"{name} rows",
+        row_count=items,
+        status=Dataset.Status.READY,
+        file_name=f"{name}.csv",
+        columns=["question", "answer", "topic", "channel", "language"],
+        metadata_columns=["topic", "channel", "language"],
+    )
+    examples = []
+    for position in range(items):
+        product, topic = rng.choice(PRODUCTS), rng.choice(TOPICS)
+        request = (
+            f"Hello, my {product} (order #{100000 + position}) has a problem with {topic}. "
+            f"I tried restarting it twice and it still fails. What should I do next?"
+        )
+        response = (
+            f"Thanks for reaching out about your {product}! I'm sorry about the trouble with {topic}. "
+            f"Please open the app, go to Settings > {topic.capitalize()}, and choose 'Repair'. "
+            "If that does not help, reply here and we will arrange a replacement within 3 days."
+        )
+        if rng.random() < 0.05:
+            response = "I can't help with that request."
+        fields = {
+            "request": request,
+            "response": response,
+            "contexts": [],
+            "expected_output": "",
+            "turns": None,
+            "system_prompt": "",
+        }
+        examples.append(
+            Example(
+                dataset=dataset,
+                position=position,
+                source_line=position + 2,
+                metadata={
+                    "topic": topic,
+                    "channel": rng.choice(CHANNELS),
+                    "language": rng.choice(LANGUAGES),
+                },
+                content_hash=Example.hash_content(**fields),
+                **fields,
+            )
+        )
+        if len(examples) >= chunk:
+            Example.objects.bulk_create(examples)
+            examples = []
+    Example.objects.bulk_create(examples)
+    return dataset
+
+
+def justification(evaluator: str, value: float, rng: random.Random) -> str:
+    verdict = "meets" if value >= 0.6 else "falls short of"
+    details = {
+        "Politeness": [
+            "The reply opens by thanking the customer and apologises for the trouble.",
+            "The tone stays courteous throughout; there is no blame on the customer.",
+            "It closes with an offer to help further, which reads as friendly.",
+            "One sentence is curt and could be read as dismissive.",
+        ],
+        "Request relevance": [
+            "The answer addresses the product and the problem named in the request.",
+            "It gives a concrete next step the customer can take in the app.",
+            "Part of the reply is generic and would fit any support question.",
+            "The request asks what to do next, and the answer says so directly.",
+        ],
+        "Concision": [
+            "The reply is three sentences long, suitable for a support chat.",
+            "No sentence repeats another; the instructions are short.",
+            "The closing sentence adds little that the customer needs now.",
+            "It could drop the apology and still be complete.",
+        ],
+    }[evaluator]
+    picked = rng.sample(details, k=3)
+    return f"Score {value:.3f}: the response {verdict} the {evaluator.lower()} criterion. " + " ".join(picked)
+
+
+# --- Timing ------------------------------------------------------------------------------------------------
+
+
+def median_seconds(client: Any, url: str, repeat: int) -> tuple[float, int]:
+    response = client.get(url)  # warm-up: caches, prepared statements, template loading
+    status = response.status_code
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(url)
+        if getattr(response, "streaming", False):
+            for _chunk in response.streaming_content:
+                pass
+        times.append(time.perf_counter() - started)
+        status = response.status_code
+    return statistics.median(times), status
+
+
+def prepare_live(run_id: int, changed: int = 100) -> str:
+    """Bump the run and `changed` of its items, as a pump writing verdicts would; returns the poll URL."""
+    from django.db import transaction
+    from django.db.models import F
+
+    from evals.models import Item, Run
+
+    with transaction.atomic():
+        cursor = Run.objects.values_list("change_seq", flat=True).get(pk=run_id)
+        Run.objects.filter(pk=run_id).update(change_seq=F("change_seq") + 1)
+        seq = cursor + 1
+        ids = list(
+            Item.objects.filter(run_id=run_id).order_by("position").values_list("pk", flat=True)[:changed]
+        )
+        Item.objects.filter(pk__in=ids).update(change_seq=seq)
+    return f"/runs/{run_id}/live/?cursor={cursor}&rows={','.join(map(str, ids))}"
+
+
+def page_urls(run_id: int) -> dict[str, str]:
+    evaluator = EVALUATORS[0]
+    return {
+        "run page, first page": f"/runs/{run_id}/",
+        "sorted by score": f"/runs/{run_id}/?sort=score:{evaluator}",
+        "score range + search": (
+            f"/runs/{run_id}/?sort=score:{evaluator}&min.{evaluator}=0.2&max.{evaluator}=0.6&q={COMMON_WORD}"
+        ),
+    }
+
+
+def time_pages(run_id: int, repeat: int) -> dict[str, tuple[float, int]]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from evals.models import Item
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    client = Client()
+    client.force_login(user)
+    timings = {label: median_seconds(client, url, repeat) for label, url in page_urls(run_id).items()}
+    # The live endpoint: 100 changed items each time (re-bumped before every request).
+    times, status = [], 0
+    for index in range(repeat + 1):
+        url = prepare_live(run_id)
+        started = time.perf_counter()
+        response = client.get(url)
+        elapsed = time.perf_counter() - started
+        status = response.status_code
+        if index:  # the first one warms up
+            times.append(elapsed)
+    timings["live, 100 changed"] = (statistics.median(times), status)
+    timings["statistics page"] = median_seconds(client, f"/runs/{run_id}/stats/", repeat)
+    item = (
+        Item.objects.filter(run_id=run_id).order_by("position").values_list("pk", flat=True)[len(EVALUATORS)]
+    )
+    timings["item page"] = median_seconds(client, f"/runs/{run_id}/items/{item}/", repeat)
+    return timings
+
+
+def child_export(run_id: int, var_dir: Path) -> None:
+    setup_django(var_dir)
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="bench"))
+    started = time.perf_counter()
+    response = client.get(f"/runs/{run_id}/export/?format=csv")
+    size = 0
+    rows = 0
+    for chunk in response.streaming_content:
+        size += len(chunk)
+        rows += chunk.count(b"\n")
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "bytes": size, "newlines": rows, "peak_mb": peak_mb()}))
+
+
+def run_export_child(run_id: int, var_dir: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child-export", str(run_id), "--var", str(var_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--keep", action="store_true", help="Keep the temporary folder (its path is printed)."
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="Also build a second big run and time compare on the big runs."
+    )
+    parser.add_argument("--child-export", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--var", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_export:
+        child_export(args.child_export, args.var)
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="docket-bench-results-"))
+    var_dir = work / "var"
+    try:
+        setup_django(var_dir)
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        big = build_run(args.items, seed=1, name=f"bench {args.items:,}")
+        built_big = time.perf_counter() - started
+        small = build_run(args.small, seed=2, name=f"bench {args.small:,}")
+        from evals.models import Run
+
+        def dataset_of(run_id: int) -> int:
+            return int(Run.objects.values_list("dataset_id", flat=True).get(pk=run_id))
+
+        small_b = build_run(
+            args.small, seed=3, name=f"bench {args.small:,} again", dataset_id=dataset_of(small)
+        )
+        big_b = None
+        if args.compare:
+            big_b = build_run(
+                args.items, seed=4, name=f"bench {args.items:,} again", dataset_id=dataset_of(big)
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        print(
+            f"Built a {args.items:,}-item run in {built_big:.0f} s (not timed below); database under {work}"
+        )
+        print(
+            f"Django {__import__('django').get_version()}, SQLite {__import__('sqlite3').sqlite_version}, DEBUG off"
+        )
+        print()
+
+        big_times = time_pages(big, args.repeat)
+        small_times = time_pages(small, args.repeat)
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        client = Client()
+        client.force_login(get_user_model().objects.get(username="bench"))
+        compare_small = median_seconds(client, f"/runs/compare/?a={small}&b={small_b}", args.repeat)
+        compare_big = (
+            median_seconds(client, f"/runs/compare/?a={big}&b={big_b}", max(args.repeat // 2, 1))
+            if big_b
+            else None
+        )
+
+        failures = []
+        width = max(len(label) for label in big_times) + 2
+        print(f"{'page':<{width}} {args.items:>9,} {args.small:>9,}  ratio  target")
+        for label, (seconds, status) in big_times.items():
+            small_seconds, small_status = small_times[label]
+            ratio = seconds / small_seconds if small_seconds else math.inf
+            targeted = label in (
+                "run page, first page",
+                "sorted by score",
+                "score range + search",
+                "live, 100 changed",
+            )
+            target = f"<= {TARGET_RATIO}" if targeted else "(none)"
+            flag = ""
+            if status >= 400 or small_status >= 400:
+                flag = f"  HTTP {status}/{small_status}"
+                failures.append(f"{label}: HTTP {status}")
+            if targeted and ratio > TARGET_RATIO:
+                flag += "  MISSED"
+                failures.append(f"{label}: ratio {ratio:.2f}")
+            print(
+                f"{label:<{width}} {seconds * 1000:>7.1f}ms {small_seconds * 1000:>7.1f}ms {ratio:>6.2f}  {target}{flag}"
+            )
+        big_compare = f"{compare_big[0] * 1000:>7.1f}ms" if compare_big else f"{'(--compare)':>9}"
+        print(f"{'compare two runs':<{width}} {big_compare} {compare_small[0] * 1000:>7.1f}ms         (none)")
+        print()
+
+        print("Export (CSV through the web view, streamed, in a child process; peak = its ru_maxrss):")
+        for run_id, items in ((big, args.items), (small, args.small)):
+            result = run_export_child(run_id, var_dir)
+            flag = ""
+            if items == args.items and result["peak_mb"] > TARGET_EXPORT_MB:
+                flag = "  MISSED"
+                failures.append(f"export peak {result['peak_mb']:.0f} MB")
+            if result["newlines"] < items:
+                flag += "  SHORT"
+                failures.append(f"export of {items:,} items gave {result['newlines']:,} lines")
+            print(
+                f"  {items:>9,} items: {result['seconds']:6.1f} s, {result['bytes'] / 1e6:7.1f} MB of CSV, "
+                f"{items / result['seconds']:8,.0f} items/s, peak {result['peak_mb']:5.1f} MB "
+                f"(target <= {TARGET_EXPORT_MB} MB){flag}"
+            )
+        print()
+        if failures:
+            print("Missed: " + "; ".join(failures))
+            return 1
+        print("All targets met.")
+        return 0
+    finally:
+        if args.keep:
+            print(f"Kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

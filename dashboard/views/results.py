@@ -1,0 +1,379 @@
+"""Looking into a run's results: statistics, one item in full, an export, and two runs compared.
+
+Statistics, item and export are read-only run views written once as `view(request, access)` and
+mounted for teammates (/runs/<pk>/...) and for share links (/s/<token>/...). Fetching an execution
+log writes to the database and calls the judge API, so it is for teammates only, and so is comparing
+two runs (a share link reaches exactly one run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Q
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
+
+from dashboard.access import RunAccess, shared, team
+from dashboard.http import HtmxHttpRequest
+from evals.client import JudgeAPI, JudgeError
+from evals.models import Item, Run
+from evals.selectors import ResultsQuery
+from evals.services.compare import runs_compare
+from evals.services.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
+from evals.services.runs import run_chain, run_items_merged
+from evals.services.stats import EvaluatorStats, run_statistics, thresholds_from_params
+
+RECENT_RUNS = 50
+
+
+def _link(access: RunAccess, name: str, *args: Any) -> str | None:
+    """A page of the run, or None while that page is not mounted for this kind of access."""
+    try:
+        return access.url(name, *args)
+    except NoReverseMatch:
+        return None
+
+
+def _latest(request: HtmxHttpRequest) -> bool:
+    return request.GET.get("view") == "latest"
+
+
+# --- Statistics --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """The geometry of a histogram drawn as SVG on the server (no chart library, no JavaScript)."""
+
+    bars: list[dict[str, Any]]
+    ticks: list[dict[str, Any]]
+    threshold_x: float
+    threshold_label_x: float
+    threshold_anchor: str
+    description: str
+    width: int = 360
+    height: int = 168
+    base_y: float = 132.0
+
+
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 12.0, 348.0, 30.0, 132.0
+
+
+def histogram(stats: EvaluatorStats) -> Histogram:
+    span = PLOT_RIGHT - PLOT_LEFT
+    slot = span / len(stats.bins)
+    peak = stats.peak or 1
+    bars = []
+    for index, bin_ in enumerate(stats.bins):
+        height = (PLOT_BOTTOM - PLOT_TOP) * bin_.count / peak
+        # A bin with a few scores in a 100,000-item run still shows as a sliver.
+        if bin_.count and height < 1.5:
+            height = 1.5
+        step = min(int(bin_.middle * 5) + 1, 5)
+        bars.append(
+            {
+                "x": round(PLOT_LEFT + index * slot + 2, 2),
+                "y": round(PLOT_BOTTOM - height, 2),
+                "width": round(slot - 4, 2),
+                "height": round(height, 2),
+                "count": bin_.count,
+                "label": bin_.label,
+                "label_x": round(PLOT_LEFT + (index + 0.5) * slot, 2),
+                "label_y": round(PLOT_BOTTOM - height - 4, 2),
+                "step": step,
+                "share": bin_.count / stats.n if stats.n else 0.0,
+            }
+        )
+    ticks = [
+        {"x": round(PLOT_LEFT + span * value, 2), "label": f"{value:g}"}
+        for value in (0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    ]
+    threshold = min(max(stats.threshold, 0.0), 1.0)
+    counts = "; ".join(f"{bar['label']}: {bar['count']:,}" for bar in bars)
+    description = (
+        f"{stats.n:,} scores of {stats.name} in {len(bars)} bins of width 0.1. {counts}. "
+        f"Pass threshold {stats.threshold:g}."
+    )
+    threshold_x = round(PLOT_LEFT + span * threshold, 2)
+    # The label sits right of the line, or left of it near the right edge.
+    right_side = threshold_x < PLOT_RIGHT - 70
+    return Histogram(
+        bars=bars,
+        ticks=ticks,
+        threshold_x=threshold_x,
+        threshold_label_x=threshold_x + 3 if right_side else threshold_x - 3,
+        threshold_anchor="start" if right_side else "end",
+        description=description,
+    )
+
+
+def interval_bar(stats: EvaluatorStats) -> dict[str, str]:
+    """Where the confidence interval and the mean sit on a 0-1 scale, as CSS percentages."""
+
+    def percent(value: float) -> str:
+        return f"{min(max(value, 0.0), 1.0) * 100:.2f}"
+
+    low, high, mean = stats.interval.low, stats.interval.high, stats.interval.mean
+    if low is None or high is None or mean is None:
+        return {}
+    left = min(max(low, 0.0), 1.0)
+    return {
+        "left": percent(low),
+        "width": f"{max(min(max(high, 0.0), 1.0) - left, 0.004) * 100:.2f}",
+        "mean": percent(mean),
+    }
+
+
+def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
+    run = access.run
+    has_retries = run.retries.exists()
+    latest = has_retries and _latest(request)
+    thresholds = thresholds_from_params(request.GET, run.evaluators)
+    asked_slice = request.GET.get("slice", "").strip()
+    columns = list(run.dataset.metadata_columns)
+    slice_column = asked_slice if asked_slice in columns else None
+    statistics = run_statistics(run=run, latest=latest, thresholds=thresholds, slice_column=slice_column)
+    cards = [
+        {"stats": stats, "histogram": histogram(stats), "ci": interval_bar(stats), "hid": f"hist-{index}"}
+        for index, stats in enumerate(statistics.evaluators, start=1)
+    ]
+    return render(
+        request,
+        "dashboard/run_stats.html",
+        {
+            "access": access,
+            "run": run,
+            "statistics": statistics,
+            "cards": cards,
+            "columns": columns,
+            "slice_column": slice_column,
+            "bad_slice": asked_slice if asked_slice and slice_column is None else "",
+            "url_thresholds": thresholds,
+            "threshold_all": request.GET.get("threshold", ""),
+            "latest": latest,
+            "has_retries": has_retries,
+            "links": {
+                "detail": _link(access, "detail"),
+                "stats": _link(access, "stats"),
+                "export": _link(access, "export") if access.can_export else None,
+            },
+        },
+    )
+
+
+# --- One item ----------------------------------------------------------------------------------------
+
+
+def _item(access: RunAccess, item_pk: int, *, latest: bool) -> Item:
+    """An item of the run (or, in the latest-verdict view, of one of its retries); anything else is 404."""
+    runs = run_chain(access.run) if latest else [access.run.pk]
+    return get_object_or_404(
+        Item.objects.select_related("example", "run", "batch"), pk=item_pk, run_id__in=runs
+    )
+
+
+def item_context(access: RunAccess, item: Item, *, latest: bool, log_error: str = "") -> dict[str, Any]:
+    run = access.run
+    order = {name: index for index, name in enumerate(item.run.evaluators)}
+    scores = sorted(
+        item.scores.all(),
+        key=lambda score: (order.get(score.evaluator_name, len(order)), score.evaluator_name),
+    )
+    detail = item.log_detail if isinstance(item.log_detail, dict) else None
+    thresholds = (detail or {}).get("thresholds") or {}
+    verdicts = []
+    for score in scores:
+        threshold = thresholds.get(score.evaluator_name)
+        passed = None
+        if isinstance(threshold, int | float) and score.score is not None:
+            passed = score.score >= threshold
+        verdicts.append(
+            {
+                "score": score,
+                "threshold": threshold,
+                "passed": passed,
+            }
+        )
+    missing = [name for name in item.run.evaluators if name not in {score.evaluator_name for score in scores}]
+    siblings = run_items_merged(run) if latest else Item.objects.filter(run=run)
+    previous_pk = (
+        siblings.filter(position__lt=item.position).order_by("-position").values_list("pk", flat=True).first()
+    )
+    next_pk = (
+        siblings.filter(position__gt=item.position).order_by("position").values_list("pk", flat=True).first()
+    )
+    suffix = "?view=latest" if latest else ""
+
+    def item_link(pk: int | None) -> str | None:
+        link = _link(access, "item", pk) if pk is not None else None
+        return link + suffix if link else None
+
+    detail_link = _link(access, "detail")
+    example = item.example
+    return {
+        "access": access,
+        "run": run,
+        "item": item,
+        "example": example,
+        "verdicts": verdicts,
+        "missing": missing,
+        "detail": detail,
+        "log_error": log_error,
+        "latest": latest,
+        "is_retry_item": item.run_id != run.pk,
+        "can_fetch": not access.read_only and bool(item.execution_log_id),
+        "log_url": reverse("run_item_log", args=[run.pk, item.pk]) + suffix if not access.read_only else None,
+        "previous_url": item_link(previous_pk),
+        "next_url": item_link(next_pk),
+        "links": {
+            "detail": (detail_link + suffix) if detail_link else None,
+            "stats": _link(access, "stats"),
+        },
+        "empty_inputs": [
+            label
+            for label, value in (
+                ("expected output", example.expected_output),
+                ("system prompt", example.system_prompt),
+                ("conversation turns", example.turns),
+            )
+            if not value
+        ],
+        "texts": [
+            ("Request", example.request),
+            ("Response", example.response),
+            ("Expected output", example.expected_output),
+            ("System prompt", example.system_prompt),
+        ],
+    }
+
+
+def run_item(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
+    latest = _latest(request)
+    item = _item(access, item_pk, latest=latest)
+    return render(request, "dashboard/item_detail.html", item_context(access, item, latest=latest))
+
+
+@require_POST
+def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
+    """Fetch the item's execution log from the judge API and keep its cost, model, latency and thresholds."""
+    latest = _latest(request)
+    item = _item(access, item_pk, latest=latest)
+    error = ""
+    judge_api = item.run.judge.api_url.rstrip("/")
+    if not item.execution_log_id:
+        error = "The judge has not given this item an execution log (it has not finished, or it failed)."
+    elif judge_api and judge_api != str(settings.JUDGE_API_URL).rstrip("/"):
+        error = (
+            f"This run was judged through {judge_api}, and Docket now talks to {settings.JUDGE_API_URL}: "
+            "its execution logs cannot be fetched from here."
+        )
+    else:
+        try:
+            with JudgeAPI.from_settings() as api:
+                log = api.get_execution_log(item.execution_log_id)
+        except JudgeError as exc:
+            error = f"Could not fetch the execution log: {exc.message}"
+        else:
+            item.log_detail = log.as_dict()
+            item.save(update_fields=["log_detail"])
+    if request.htmx:
+        context = item_context(access, item, latest=latest, log_error=error)
+        # The verdicts gain pass/fail marks from the log's thresholds: swapped in out of band.
+        context["oob"] = True
+        return render(request, "dashboard/item_detail.html#item-log", context)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Fetched cost, model and latency from the execution log.")
+    url = reverse("run_item", args=[access.run.pk, item.pk])
+    return redirect(url + ("?view=latest" if latest else ""))
+
+
+# --- Export ------------------------------------------------------------------------------------------
+
+
+def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
+    """The run, or the results view its parameters describe, as CSV or JSON Lines, streamed."""
+    if not access.can_export:
+        raise Http404("This share link does not allow exports.")
+    fmt = request.GET.get("format", "csv") or "csv"
+    if fmt not in FORMATS:
+        return HttpResponseBadRequest(f'Unknown format "{fmt}": use ?format=csv or ?format=jsonl.')
+    params = request.GET.copy()
+    # Without a sort of its own an export is in row order (the page's default is worst score first).
+    if not params.get("sort"):
+        params["sort"] = "position"
+    query = ResultsQuery.from_params(params, run=access.run)
+    response = StreamingHttpResponse(
+        export_stream(access.run, query, fmt=fmt), content_type=CONTENT_TYPES[fmt]
+    )
+    response["Content-Disposition"] = content_disposition_header(
+        True, export_filename(access.run, fmt, query=query)
+    )
+    # access.View promises HttpResponse; a streaming response carries the same headers API.
+    return cast(HttpResponse, response)
+
+
+# --- Compare -----------------------------------------------------------------------------------------
+
+
+def _run_param(value: str | None) -> Run | None:
+    if not value or not value.strip().isdigit():
+        return None
+    return Run.objects.select_related("dataset", "judge", "created_by").filter(pk=int(value)).first()
+
+
+def run_compare(request: HtmxHttpRequest) -> HttpResponse:
+    raw_a, raw_b = request.GET.get("a", "").strip(), request.GET.get("b", "").strip()
+    a, b = _run_param(raw_a), _run_param(raw_b)
+    problems = []
+    for label, raw, run in (("A", raw_a, a), ("B", raw_b, b)):
+        if raw and run is None:
+            problems.append(f'There is no run "{raw}" to use as {label}.')
+    search = request.GET.get("q", "").strip()[:200]
+    runs = Run.objects.select_related("dataset", "judge").order_by("-created_at", "-id")
+    if search:
+        condition = (
+            Q(name__icontains=search) | Q(dataset__name__icontains=search) | Q(judge__name__icontains=search)
+        )
+        if search.isdigit():
+            condition |= Q(pk=int(search))
+        runs = runs.filter(condition)
+    choices = list(runs[:RECENT_RUNS])
+    for chosen in (a, b):
+        if chosen is not None and chosen not in choices:
+            choices.append(chosen)
+    context: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "choices": choices,
+        "search": search,
+        "problems": problems,
+        "comparison": None,
+    }
+    if a is not None and b is not None:
+        thresholds = thresholds_from_params(request.GET, [*a.evaluators, *b.evaluators])
+        comparison = runs_compare(a=a, b=b, thresholds=thresholds)
+        context["comparison"] = comparison
+        context["comparison_sides"] = [("A", a), ("B", b)]
+        context["swap_url"] = f"{reverse('run_compare')}?a={b.pk}&b={a.pk}"
+    return render(request, "dashboard/run_compare.html", context)
+
+
+urlpatterns = [
+    path("runs/compare/", run_compare, name="run_compare"),
+    path("runs/<int:pk>/stats/", team(run_stats), name="run_stats"),
+    path("s/<str:token>/stats/", shared(run_stats), name="shared_run_stats"),
+    path("runs/<int:pk>/items/<int:item_pk>/", team(run_item), name="run_item"),
+    path("s/<str:token>/items/<int:item_pk>/", shared(run_item), name="shared_run_item"),
+    path("runs/<int:pk>/items/<int:item_pk>/log/", team(run_item_log), name="run_item_log"),
+    path("runs/<int:pk>/export/", team(run_export), name="run_export"),
+    path("s/<str:token>/export/", shared(run_export), name="shared_run_export"),
+]

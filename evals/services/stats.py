@@ -1,0 +1,425 @@
+"""Statistics of a run's scores: per evaluator n, mean with a 95% confidence interval, median, pass rate,
+a histogram, and the same per slice of a metadata column.
+
+Everything is aggregated in SQL over the scores' (run, evaluator, score, item) index, so a 100,000-item
+run costs a handful of index scans, not 100,000 Python objects. The median is the one value read by
+position along that index.
+
+Formulas (n scores x_1..x_n of one evaluator):
+    mean        x̄ = Σx / n
+    sample sd   s = sqrt(Σ(x - x̄)² / (n - 1))       (a second pass over the index, after x̄)
+    95% CI      x̄ ± t(0.975, n - 1) · s / √n           (Student's t; none below n = 2)
+    median      the middle score, or the mean of the two middle scores when n is even
+    pass rate   #(x >= threshold) / n
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+
+from evals.models import Item, Run, Score
+from evals.services.runs import run_chain, run_items_merged
+
+DEFAULT_THRESHOLD = 0.5
+HISTOGRAM_BINS = 10
+SLICE_LIMIT = 30
+CONFIDENCE = 0.95
+
+
+# --- Student's t, written out (no scipy) -------------------------------------------------------------
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def _beta_continued_fraction(x: float, a: float, b: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        step = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + step * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + step / c
+        c = c if abs(c) > tiny else tiny
+        result *= d * c
+        step = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + step * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + step / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        result *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return result
+
+
+def incomplete_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b))
+    # The fraction converges fast on this side of the mean; use the symmetry otherwise.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_continued_fraction(x, a, b) / a
+    return 1.0 - front * _beta_continued_fraction(1.0 - x, b, a) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with `df` degrees of freedom."""
+    tail = 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5)
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The value t with P(T <= t) = p, for Student's t with `df` degrees of freedom (p in (0, 1))."""
+    if not 0.0 < p < 1.0:
+        raise ValueError("p must be in (0, 1)")
+    if df <= 0:
+        raise ValueError("df must be positive")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    if p == 0.5:
+        return 0.0
+    # Bisection on the exact CDF: 200 halvings reach the limit of a double; stops earlier once stable.
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        high *= 2.0
+        if high > 1e12:
+            return math.inf
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if middle in (low, high):
+            break
+        if t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+# --- Summaries ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    n: int
+    mean: float | None
+    sd: float | None
+    low: float | None
+    high: float | None
+
+    @property
+    def half_width(self) -> float | None:
+        if self.low is None or self.high is None or self.mean is None:
+            return None
+        return self.high - self.mean
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+
+def mean_interval(
+    n: int, total: float, total_squares: float, *, confidence: float = CONFIDENCE
+) -> MeanInterval:
+    """Mean and its Student-t confidence interval from n, Σx and Σx² (what SQL can sum in one pass)."""
+    if n <= 0:
+        return MeanInterval(n=0, mean=None, sd=None, low=None, high=None)
+    return interval_from_deviations(n, total / n, total_squares - total * total / n, confidence=confidence)
+
+
+def interval_from_deviations(
+    n: int, mean: float, squared_deviations: float, *, confidence: float = CONFIDENCE
+) -> MeanInterval:
+    """Mean and its Student-t confidence interval from n, x̄ and Σ(x - x̄)²."""
+    if n <= 0:
+        return MeanInterval(n=0, mean=None, sd=None, low=None, high=None)
+    if n < 2:
+        return MeanInterval(n=n, mean=mean, sd=None, low=None, high=None)
+    # Σx² - n·x̄² can come out a hair below zero by rounding when every value is equal.
+    sd = math.sqrt(max(squared_deviations, 0.0) / (n - 1))
+    half = t_quantile(0.5 + confidence / 2.0, n - 1) * sd / math.sqrt(n)
+    return MeanInterval(n=n, mean=mean, sd=sd, low=mean - half, high=mean + half)
+
+
+def mean_interval_of(values: Iterable[float], *, confidence: float = CONFIDENCE) -> MeanInterval:
+    numbers = list(values)
+    if not numbers:
+        return mean_interval(0, 0.0, 0.0)
+    mean = sum(numbers) / len(numbers)
+    return interval_from_deviations(
+        len(numbers), mean, sum((x - mean) ** 2 for x in numbers), confidence=confidence
+    )
+
+
+@dataclass(frozen=True)
+class Bin:
+    low: float
+    high: float
+    count: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.low:.1f}–{self.high:.1f}"
+
+    @property
+    def middle(self) -> float:
+        return (self.low + self.high) / 2
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    value: str | None
+    n: int
+    mean: float | None
+    passed: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.n if self.n else None
+
+
+@dataclass(frozen=True)
+class EvaluatorStats:
+    name: str
+    interval: MeanInterval
+    median: float | None
+    minimum: float | None
+    maximum: float | None
+    threshold: float
+    # "url" (asked for in the address), "judge" (the judge's own, from an execution log) or "default"
+    threshold_source: str
+    passed: int
+    # Items of the view without a score from this evaluator (failed, pending, cancelled, or skipped).
+    unscored: int
+    bins: list[Bin]
+    slices: list[SliceRow] = field(default_factory=list)
+    slice_values: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.interval.n
+
+    @property
+    def mean(self) -> float | None:
+        return self.interval.mean
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.n if self.n else None
+
+    @property
+    def peak(self) -> int:
+        return max((b.count for b in self.bins), default=0)
+
+
+@dataclass(frozen=True)
+class RunStatistics:
+    run: Run
+    latest: bool
+    items: int
+    evaluators: list[EvaluatorStats]
+    slice_column: str | None
+
+
+def judge_thresholds(run: Run, *, sample: int = 20) -> dict[str, float]:
+    """The judge's own pass thresholds, where an execution log fetched for one of the run's items gave them.
+
+    Scorable gives per-evaluator thresholds only in execution logs (scorable-api.md §5), which Docket
+    fetches on demand and keeps in Item.log_detail; a few such logs are enough.
+    """
+    found: dict[str, float] = {}
+    details = (
+        Item.objects.filter(run_id__in=run_chain(run), log_detail__isnull=False)
+        .values_list("log_detail", flat=True)
+        .order_by()[:sample]
+    )
+    for detail in details:
+        thresholds = detail.get("thresholds") if isinstance(detail, dict) else None
+        if not isinstance(thresholds, dict):
+            continue
+        for name, value in thresholds.items():
+            if name not in found and isinstance(value, int | float) and not isinstance(value, bool):
+                found[name] = float(value)
+    return found
+
+
+def thresholds_from_params(params: Mapping[str, Any], evaluators: Iterable[str]) -> dict[str, float]:
+    """Thresholds asked for in the URL: `threshold=0.7` for every evaluator, `threshold.<name>=0.7` for one."""
+    chosen: dict[str, float] = {}
+    every = _number(params.get("threshold"))
+    for name in evaluators:
+        own = _number(params.get(f"threshold.{name}"))
+        if own is not None:
+            chosen[name] = own
+        elif every is not None:
+            chosen[name] = every
+    return chosen
+
+
+def _number(value: Any) -> float | None:
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def run_scores(run: Run, name: str, *, latest: bool) -> QuerySet[Score]:
+    """The scores of one evaluator in the run (or in the latest verdict per row across its retries)."""
+    scores = Score.objects.filter(evaluator_name=name, score__isnull=False)
+    if latest:
+        return scores.filter(item__in=run_items_merged(run))
+    return scores.filter(run=run)
+
+
+def run_statistics(
+    *,
+    run: Run,
+    latest: bool = False,
+    thresholds: Mapping[str, float] | None = None,
+    slice_column: str | None = None,
+) -> RunStatistics:
+    """Per evaluator statistics of a run; `thresholds` (from the URL) override the judge's own."""
+    thresholds = dict(thresholds or {})
+    own = judge_thresholds(run)
+    items = run_items_merged(run).count() if latest else run.total_count
+    if slice_column is not None and slice_column not in run.dataset.metadata_columns:
+        slice_column = None
+    evaluators = []
+    for name in run.evaluators:
+        if name in thresholds:
+            threshold, source = thresholds[name], "url"
+        elif name in own:
+            threshold, source = own[name], "judge"
+        else:
+            threshold, source = DEFAULT_THRESHOLD, "default"
+        evaluators.append(
+            evaluator_statistics(
+                run,
+                name,
+                latest=latest,
+                threshold=threshold,
+                threshold_source=source,
+                items=items,
+                slice_column=slice_column,
+            )
+        )
+    return RunStatistics(
+        run=run, latest=latest, items=items, evaluators=evaluators, slice_column=slice_column
+    )
+
+
+def evaluator_statistics(
+    run: Run,
+    name: str,
+    *,
+    latest: bool,
+    threshold: float,
+    threshold_source: str = "default",
+    items: int | None = None,
+    slice_column: str | None = None,
+) -> EvaluatorStats:
+    scores = run_scores(run, name, latest=latest)
+    # Edges as i / 10, never i * 0.1: 6 * 0.1 is 0.6000000000000001, which would put 0.6 in the bin below.
+    edges = [index / HISTOGRAM_BINS for index in range(HISTOGRAM_BINS + 1)]
+    bins_wanted: dict[str, Any] = {}
+    for index in range(HISTOGRAM_BINS):
+        # The first and last bins also take anything outside [0, 1]; the last one includes 1.0.
+        condition = Q()
+        if index > 0:
+            condition &= Q(score__gte=edges[index])
+        if index < HISTOGRAM_BINS - 1:
+            condition &= Q(score__lt=edges[index + 1])
+        bins_wanted[f"bin{index}"] = Count("pk", filter=condition) if condition else Count("pk")
+    # One pass over the index range of (run, evaluator): every number below but the median.
+    totals = scores.aggregate(
+        n=Count("pk"),
+        total=Sum("score"),
+        minimum=Min("score"),
+        maximum=Max("score"),
+        passed=Count("pk", filter=Q(score__gte=threshold)),
+        **bins_wanted,
+    )
+    n = int(totals["n"] or 0)
+    mean = float(totals["total"] or 0.0) / n if n else 0.0
+    # A second pass for Σ(x - x̄)²: exact where Σx² - n·x̄² would lose digits to cancellation.
+    squared = (
+        scores.aggregate(ss=Sum((F("score") - mean) * (F("score") - mean), output_field=FloatField()))["ss"]
+        if n > 1
+        else 0.0
+    )
+    interval = interval_from_deviations(n, mean, float(squared or 0.0))
+    if items is None:
+        items = run_items_merged(run).count() if latest else run.total_count
+    bins = [
+        Bin(low=edges[i], high=edges[i + 1], count=int(totals[f"bin{i}"] or 0)) for i in range(HISTOGRAM_BINS)
+    ]
+    slices: list[SliceRow] = []
+    slice_values = 0
+    if slice_column:
+        slices, slice_values = _slices(scores, slice_column, threshold=threshold)
+    return EvaluatorStats(
+        name=name,
+        interval=interval,
+        median=_median(scores, n),
+        minimum=totals["minimum"],
+        maximum=totals["maximum"],
+        threshold=threshold,
+        threshold_source=threshold_source,
+        passed=int(totals["passed"] or 0),
+        unscored=max(items - n, 0),
+        bins=bins,
+        slices=slices,
+        slice_values=slice_values,
+    )
+
+
+def _median(scores: QuerySet[Score], n: int) -> float | None:
+    """Read by position along the (run, evaluator, score) index: one or two values, never the whole list."""
+    if n == 0:
+        return None
+    ordered = scores.order_by("score").values_list("score", flat=True)
+    middle = (n - 1) // 2
+    values = [float(value) for value in ordered[middle : middle + (1 if n % 2 else 2)] if value is not None]
+    if not values:
+        return None
+    return sum(values) / len(values)
+
+
+def _slices(scores: QuerySet[Score], column: str, *, threshold: float) -> tuple[list[SliceRow], int]:
+    """n, mean and passes per value of a metadata column, worst mean first (at most SLICE_LIMIT values)."""
+    grouped = (
+        scores.annotate(slice_value=KeyTextTransform(column, "item__example__metadata"))
+        .values("slice_value")
+        .annotate(
+            n=Count("pk"),
+            mean=Avg(Cast("score", FloatField())),
+            passed=Count("pk", filter=Q(score__gte=threshold)),
+        )
+        .order_by("mean", "slice_value")
+    )
+    values = grouped.count()
+    rows = [
+        SliceRow(value=row["slice_value"], n=row["n"], mean=row["mean"], passed=row["passed"])
+        for row in grouped[:SLICE_LIMIT]
+    ]
+    return rows, values

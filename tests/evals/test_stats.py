@@ -1,0 +1,327 @@
+"""Run statistics against numbers worked out by hand (written out below), and the run builder the
+results tests share: a completed run made directly with bulk_create, no judge involved."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from django.http import QueryDict
+
+from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
+from evals.services.stats import (
+    incomplete_beta,
+    judge_thresholds,
+    mean_interval,
+    mean_interval_of,
+    run_statistics,
+    t_quantile,
+    thresholds_from_params,
+)
+
+_judges = itertools.count(1)
+
+
+def make_judge(name: str = "Hand judge", *, version: str = "v1", evaluators: Sequence[str] = ()) -> Judge:
+    return Judge.objects.create(
+        api_url="http://127.0.0.1:8000/judge-api",
+        remote_id=f"judge-{next(_judges)}",
+        source=Judge.Source.OFFLINE,
+        name=name,
+        version_id=version,
+        evaluators=[{"name": evaluator} for evaluator in evaluators],
+    )
+
+
+def build_run(
+    scores: dict[str, Sequence[float | None]],
+    *,
+    dataset: Dataset | None = None,
+    judge: Judge | None = None,
+    name: str = "",
+    requests: Sequence[str] | None = None,
+    responses: Sequence[str] | None = None,
+    metadata: Callable[[int], dict[str, Any]] | None = None,
+    justification: Callable[[str, int, float], str] | None = None,
+    example_fields: Callable[[int], dict[str, Any]] | None = None,
+    retry_of: Run | None = None,
+    positions: Sequence[int] | None = None,
+    chunk: int = 5_000,
+) -> Run:
+    """A finished run with these scores per evaluator (None: no score; a row with none at all failed).
+
+    Everything goes in with bulk_create, so 20,000 items take seconds, not a pump's minutes.
+    """
+    evaluators = list(scores)
+    rows = len(next(iter(scores.values()))) if scores else 0
+    if positions is None:
+        positions = range(rows)
+    if dataset is None:
+        columns = sorted(metadata(0)) if metadata and rows else []
+        dataset = Dataset.objects.create(
+            name=f"{name or 'hand'} rows",
+            row_count=rows,
+            status=Dataset.Status.READY,
+            metadata_columns=columns,
+        )
+        examples = []
+        for position in range(rows):
+            fields = {
+                "request": requests[position]
+                if requests
+                else f"How do I reset my password? (row {position})",
+                "response": responses[position]
+                if responses
+                else f"Open Settings, then Security ({position}).",
+                "contexts": [],
+                "expected_output": "",
+                "turns": None,
+                "system_prompt": "",
+                **(example_fields(position) if example_fields else {}),
+            }
+            examples.append(
+                Example(
+                    dataset=dataset,
+                    position=position,
+                    metadata=metadata(position) if metadata else {},
+                    content_hash=Example.hash_content(**fields),
+                    **fields,
+                )
+            )
+            if len(examples) >= chunk:
+                Example.objects.bulk_create(examples)
+                examples = []
+        Example.objects.bulk_create(examples)
+    if judge is None:
+        judge = make_judge(evaluators=evaluators)
+    summary: dict[str, dict[str, float]] = {}
+    for evaluator, values in scores.items():
+        present = [value for value in values if value is not None]
+        if present:
+            summary[evaluator] = {
+                "n": len(present),
+                "sum": sum(present),
+                "min": min(present),
+                "max": max(present),
+            }
+    failed = sum(1 for index in range(rows) if all(scores[e][index] is None for e in evaluators))
+    run = Run.objects.create(
+        name=name,
+        dataset=dataset,
+        judge=judge,
+        judge_version_id=judge.version_id,
+        status=Run.Status.PARTIAL if failed else Run.Status.COMPLETED,
+        total_count=rows,
+        completed_count=rows - failed,
+        failed_count=failed,
+        evaluators=evaluators,
+        score_summary=summary,
+        retry_of=retry_of,
+    )
+    batches = RemoteBatch.objects.bulk_create(
+        RemoteBatch(
+            run=run, position=index, size=min(100, rows - index * 100), status=RemoteBatch.Status.COMPLETED
+        )
+        for index in range(math.ceil(rows / 100))
+    )
+    example_ids = dict(Example.objects.filter(dataset=dataset).values_list("position", "id"))
+    for start in range(0, rows, chunk):
+        items = []
+        for index in range(start, min(start + chunk, rows)):
+            position = positions[index]
+            ok = any(scores[e][index] is not None for e in evaluators)
+            items.append(
+                Item(
+                    run=run,
+                    example_id=example_ids[position],
+                    batch=batches[index // 100],
+                    position=position,
+                    index_in_batch=index % 100,
+                    status=Item.Status.COMPLETED if ok else Item.Status.FAILED,
+                    error_message="" if ok else "The judge could not score this row.",
+                    execution_log_id=f"log-{run.pk}-{position}" if ok else "",
+                )
+            )
+        created = Item.objects.bulk_create(items)
+        score_rows = []
+        for offset, item in enumerate(created):
+            index = start + offset
+            for evaluator in evaluators:
+                value = scores[evaluator][index]
+                if value is None:
+                    continue
+                text = (
+                    justification(evaluator, item.position, value)
+                    if justification
+                    else f"{evaluator}: {value}"
+                )
+                score_rows.append(
+                    Score(
+                        item=item,
+                        run=run,
+                        evaluator_name=evaluator,
+                        score=value,
+                        justification=text,
+                        confidence=0.9,
+                    )
+                )
+        Score.objects.bulk_create(score_rows, batch_size=2_000)
+    return run
+
+
+# --- Student's t ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [
+        # Two-sided 95% critical values as printed in any t table.
+        (1, 12.7062),
+        (2, 4.3027),
+        (3, 3.1824),
+        (4, 2.7764),
+        (9, 2.2622),
+        (29, 2.0452),
+        (100, 1.9840),
+        (1000, 1.9623),
+        (100_000, 1.9600),
+    ],
+)
+def test_t_quantile_matches_the_printed_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
+
+
+def test_t_quantile_is_symmetric_and_the_incomplete_beta_has_known_values() -> None:
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764451, abs=1e-6)
+    assert t_quantile(0.5, 7) == 0.0
+    # I_x(1, 1) = x; I_x(2, 1) = x²; I_0.5(a, a) = 1/2.
+    assert incomplete_beta(0.3, 1, 1) == pytest.approx(0.3)
+    assert incomplete_beta(0.3, 2, 1) == pytest.approx(0.09)
+    assert incomplete_beta(0.5, 7.5, 7.5) == pytest.approx(0.5)
+
+
+def test_mean_interval_worked_by_hand() -> None:
+    # 0.2, 0.4, 0.6, 0.8, 1.0: mean 0.6; squared deviations .16 + .04 + 0 + .04 + .16 = .4;
+    # variance .4 / 4 = .1; s = .316228; s/√5 = √.02 = .141421; t(0.975, 4) = 2.776445;
+    # half width 2.776445 × .141421 = .392649: from .207351 to .992649.
+    interval = mean_interval_of([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert interval.n == 5
+    assert interval.mean == pytest.approx(0.6)
+    assert interval.sd == pytest.approx(0.316228, abs=1e-6)
+    assert interval.low == pytest.approx(0.207351, abs=1e-6)
+    assert interval.high == pytest.approx(0.992649, abs=1e-6)
+    assert interval.excludes_zero
+
+
+def test_mean_interval_needs_two_values_and_survives_equal_ones() -> None:
+    assert mean_interval(0, 0.0, 0.0).mean is None
+    one = mean_interval(1, 0.7, 0.49)
+    assert one.mean == pytest.approx(0.7) and one.low is None and one.high is None
+    # Five equal values: the variance is 0 (not a hair below it, which would fail the square root).
+    same = mean_interval_of([0.1] * 5)
+    assert same.sd == 0.0 and same.low == pytest.approx(0.1) and same.high == pytest.approx(0.1)
+
+
+# --- A run's statistics ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_run_statistics_worked_by_hand() -> None:
+    run = build_run(
+        {
+            # Row 5 failed: no score at all.
+            "Politeness": [0.2, 0.4, 0.6, 0.8, 1.0, None],
+            # Even n: the median is the mean of the two middle values, (0.3 + 0.5) / 2 = 0.4.
+            "Concision": [0.1, 0.3, 0.5, 0.9, None, None],
+        }
+    )
+    stats = {entry.name: entry for entry in run_statistics(run=run).evaluators}
+    polite = stats["Politeness"]
+    assert polite.n == 5 and polite.unscored == 1
+    assert polite.mean == pytest.approx(0.6)
+    assert polite.interval.low == pytest.approx(0.207351, abs=1e-6)
+    assert polite.interval.high == pytest.approx(0.992649, abs=1e-6)
+    assert polite.median == pytest.approx(0.6)
+    assert (polite.minimum, polite.maximum) == (0.2, 1.0)
+    # Default threshold 0.5: 0.6, 0.8 and 1.0 pass.
+    assert (polite.threshold, polite.threshold_source) == (0.5, "default")
+    assert polite.passed == 3 and polite.pass_rate == pytest.approx(0.6)
+    # Bins of 0.1; 0.6 belongs to [0.6, 0.7) (not the bin below), 1.0 to the last bin.
+    assert [b.count for b in polite.bins] == [0, 0, 1, 0, 1, 0, 1, 0, 1, 1]
+
+    concise = stats["Concision"]
+    assert concise.n == 4 and concise.unscored == 2
+    assert concise.mean == pytest.approx(0.45)
+    assert concise.median == pytest.approx(0.4)
+    assert concise.passed == 2  # 0.5 and 0.9
+    assert [b.count for b in concise.bins] == [0, 1, 0, 1, 0, 1, 0, 0, 0, 1]
+
+
+@pytest.mark.django_db
+def test_the_threshold_is_the_judges_own_where_a_log_gave_it_then_the_urls() -> None:
+    run = build_run({"Politeness": [0.2, 0.4, 0.6, 0.8, 1.0], "Concision": [0.5, 0.5, 0.5, 0.5, 0.5]})
+    Item.objects.filter(run=run, position=3).update(
+        log_detail={"cost": 0.01, "model": "m", "thresholds": {"Politeness": 0.7}}
+    )
+    assert judge_thresholds(run) == {"Politeness": 0.7}
+    stats = {entry.name: entry for entry in run_statistics(run=run).evaluators}
+    assert (stats["Politeness"].threshold, stats["Politeness"].threshold_source) == (0.7, "judge")
+    assert stats["Politeness"].passed == 2  # 0.8 and 1.0
+    assert (stats["Concision"].threshold, stats["Concision"].threshold_source) == (0.5, "default")
+    assert stats["Concision"].passed == 5  # 0.5 >= 0.5
+
+    # The URL wins: one evaluator's own parameter over the general one; junk is ignored.
+    params = QueryDict("threshold=0.55&threshold.Politeness=0.9&threshold.Nobody=0.1")
+    chosen = thresholds_from_params(params, run.evaluators)
+    assert chosen == {"Politeness": 0.9, "Concision": 0.55}
+    stats = {entry.name: entry for entry in run_statistics(run=run, thresholds=chosen).evaluators}
+    assert (stats["Politeness"].passed, stats["Politeness"].threshold_source) == (1, "url")
+    assert stats["Concision"].passed == 0
+    assert thresholds_from_params(QueryDict("threshold=abc&threshold.Politeness=nan"), run.evaluators) == {}
+
+
+@pytest.mark.django_db
+def test_slices_of_a_metadata_column_come_worst_first() -> None:
+    topics = ["billing", "billing", "shipping", "shipping", "shipping", "login"]
+    run = build_run(
+        {"Politeness": [0.9, 0.7, 0.2, 0.4, 0.6, 1.0]},
+        metadata=lambda position: {"topic": topics[position], "tier": "gold"},
+    )
+    stats = run_statistics(run=run, slice_column="topic").evaluators[0]
+    # shipping: (0.2 + 0.4 + 0.6) / 3 = 0.4, one of three passes; billing 0.8, both pass; login 1.0.
+    assert [(row.value, row.n) for row in stats.slices] == [("shipping", 3), ("billing", 2), ("login", 1)]
+    assert [row.mean for row in stats.slices] == pytest.approx([0.4, 0.8, 1.0])
+    assert [row.passed for row in stats.slices] == [1, 2, 1]
+    assert stats.slice_values == 3
+    # A column the dataset does not have is not a slice (and not an SQL error).
+    assert run_statistics(run=run, slice_column="nope").slice_column is None
+
+
+@pytest.mark.django_db
+def test_the_latest_view_counts_the_retry_verdicts() -> None:
+    first = build_run({"Politeness": [0.2, None, 0.6]})
+    # The retry scores row 1, which failed the first time.
+    retry = build_run(
+        {"Politeness": [0.9]}, dataset=first.dataset, judge=first.judge, retry_of=first, positions=[1]
+    )
+    assert retry.retry_of == first
+    own = run_statistics(run=first).evaluators[0]
+    assert own.n == 2 and own.mean == pytest.approx(0.4)
+    latest = run_statistics(run=first, latest=True)
+    assert latest.items == 3
+    merged = latest.evaluators[0]
+    # 0.2, 0.9, 0.6: mean 0.566667, median 0.6.
+    assert merged.n == 3 and merged.unscored == 0
+    assert merged.mean == pytest.approx(1.7 / 3)
+    assert merged.median == pytest.approx(0.6)
+
+
+@pytest.mark.django_db
+def test_a_run_without_scores_has_empty_statistics() -> None:
+    run = build_run({"Politeness": [None, None]})
+    stats = run_statistics(run=run).evaluators[0]
+    assert stats.n == 0 and stats.mean is None and stats.median is None and stats.pass_rate is None
+    assert stats.unscored == 2 and sum(b.count for b in stats.bins) == 0
