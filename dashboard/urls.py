@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("dashboard.views.results")),
     path("", include("dashboard.views.datasets")),
     path("", include("dashboard.views.judges")),
+    path("", include("dashboard.views.ops")),
 ]
 
 if settings.OFFLINE_JUDGE_ENABLED:
