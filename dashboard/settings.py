@@ -295,11 +295,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"mask_share_tokens": {"()": "dashboard.logging.MaskShareTokens"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_share_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("DOCKET_LOG_LEVEL", "INFO")},
     "loggers": {
         # httpx logs every request URL at INFO; Docket logs its own judge API lines instead.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # Route Django's own request and server logs through the filtered handler.
+        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
