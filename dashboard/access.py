@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import F
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -51,14 +51,14 @@ class RunAccess:
         return reverse(f"run_{name}", args=[self.run.pk, *args])
 
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def team(view: View) -> View:
     """Mount a run view for logged-in users: /runs/<pk>/..."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, pk: int, *args: Any, **kwargs: Any) -> HttpResponseBase:
         run = get_object_or_404(Run.objects.select_related(*RUN_RELATED), pk=pk)
         return view(request, RunAccess(run=run), *args, **kwargs)
 
@@ -70,7 +70,7 @@ def shared(view: View) -> View:
 
     @login_not_required
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, token: str, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, token: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in ("GET", "HEAD"):
             return _no_store(HttpResponseNotAllowed(["GET", "HEAD"]))
         link = (
@@ -88,7 +88,7 @@ def shared(view: View) -> View:
     return wrapper
 
 
-def _no_store(response: HttpResponse) -> HttpResponse:
+def _no_store(response: HttpResponseBase) -> HttpResponseBase:
     response["Cache-Control"] = "private, no-store"
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
