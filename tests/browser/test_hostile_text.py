@@ -72,8 +72,23 @@ def test_hostile_text_is_shown_as_text_to_teammates_and_through_a_share_link(
         summary.click()
     assert_harmless(page, trap_requests)
 
+    for item in hostile_run.items.order_by("position"):
+        page.goto(f"{live_server.url}/runs/{hostile_run.pk}/items/{item.pk}/")
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("typeof window.__pwned") == "undefined" and trap_requests == []
+        assert page.locator("#trap").count() == 0
+    page.goto(f"{live_server.url}/runs/{hostile_run.pk}/stats/")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("typeof window.__pwned") == "undefined" and trap_requests == []
+    assert "<i>Evil</i> evaluator" in page.locator("main").inner_text()
+
     _, token = share_link_create(run=hostile_run, created_by=None)
     page.context.clear_cookies()
     page.goto(f"{live_server.url}/s/{token}/")
     page.wait_for_load_state("networkidle")
     assert_harmless(page, trap_requests)
+    first = hostile_run.items.order_by("position").first()
+    assert first is not None
+    page.goto(f"{live_server.url}/s/{token}/items/{first.pk}/")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("typeof window.__pwned") == "undefined" and trap_requests == []
