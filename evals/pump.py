@@ -36,7 +36,8 @@ from evals.services.runs import bump_change_seq, run_finish_if_done, wake_pump
 
 logger = logging.getLogger("evals.pump")
 
-SLOT_LEASE_SECONDS = 30.0
+# A dead pump's slot frees this long after its last heartbeat (renewed every SLOT_RENEW_SECONDS).
+SLOT_LEASE_SECONDS = 15.0
 # Batches claimed per round when calls run inline (concurrency 1).
 INLINE_CLAIMS = 8
 SLOT_RENEW_SECONDS = 5.0
@@ -96,6 +97,23 @@ def slot_renew(number: int, owner: str, *, worked: int = 0) -> bool:
 
 def slot_release(number: int, owner: str) -> None:
     PumpSlot.objects.filter(slot=number, owner=owner).update(lease_until=None, beat_at=timezone.now())
+
+
+def slot_wait_for_expiry(owner: str) -> int | None:
+    """When every slot is held, wait once for the first lease to run out, then try again.
+
+    A pump that died (a killed worker) keeps its slot until the lease runs out; a pump started by
+    the restarted worker waits for that instead of leaving the runs idle until the watchdog's next
+    round. A live pump renews its lease, so the second try fails and this pump steps aside.
+    """
+    first_expiry = PumpSlot.objects.filter(lease_until__isnull=False).aggregate(at=Min("lease_until"))["at"]
+    if first_expiry is None:
+        return None
+    wait_seconds = (first_expiry - timezone.now()).total_seconds()
+    if not 0 < wait_seconds <= SLOT_LEASE_SECONDS:
+        return None
+    time.sleep(wait_seconds + 0.5)
+    return slot_acquire(owner)
 
 
 def pump_alive() -> bool:
@@ -652,7 +670,7 @@ def pump(
 ) -> PumpReport:
     """Work every run for a bounded time, then hand over to a fresh task while work remains."""
     owner = pump_owner()
-    report = PumpReport(owner=owner, slot=slot_acquire(owner))
+    report = PumpReport(owner=owner, slot=slot_acquire(owner) or slot_wait_for_expiry(owner))
     if report.slot is None:
         return report  # every slot is held by a live pump, which will see any new work within a second
     started = time.monotonic()

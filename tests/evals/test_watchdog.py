@@ -61,3 +61,42 @@ def test_watchdog_leaves_a_live_pump_alone(
 def test_watchdog_does_nothing_when_there_is_no_work(wakes: list[None]) -> None:
     tasks.watchdog()
     assert wakes == []
+
+
+@pytest.mark.django_db
+def test_a_starting_worker_wakes_the_pump_when_runs_wait(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], wakes: list[None]
+) -> None:
+    from evals.apps import wake_pump_on_worker_start
+
+    wake_pump_on_worker_start(sender="django_q", proc_name="Process-1")
+    assert wakes == []
+    run_create(dataset=make_dataset(3), judge=judges[SUPPORT_JUDGE])
+    wake_pump_on_worker_start(sender="django_q", proc_name="Process-1")
+    assert wakes == [None]
+
+
+@pytest.mark.django_db
+def test_a_new_pump_takes_over_a_dead_pumps_slot_when_its_lease_runs_out() -> None:
+    from evals.pump import pump
+
+    PumpSlot.objects.create(slot=0, owner="dead", lease_until=timezone.now() + timedelta(seconds=0.3))
+    report = pump(budget_seconds=0.1, requeue=False)
+    assert report.slot == 0
+    assert PumpSlot.objects.get(slot=0).owner == report.owner
+
+
+@pytest.mark.django_db
+def test_a_new_pump_steps_aside_while_the_slot_holder_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evals import pump as pump_module
+
+    PumpSlot.objects.create(slot=0, owner="alive", lease_until=timezone.now() + timedelta(seconds=0.3))
+
+    def alive_pump_renews(seconds: float) -> None:
+        # The live pump renews its lease while the newcomer waits.
+        PumpSlot.objects.filter(slot=0).update(lease_until=timezone.now() + timedelta(seconds=15))
+
+    monkeypatch.setattr(pump_module.time, "sleep", alive_pump_renews)
+    report = pump_module.pump(budget_seconds=0.1, requeue=False)
+    assert report.slot is None
+    assert PumpSlot.objects.get(slot=0).owner == "alive"
