@@ -670,7 +670,10 @@ def pump(
 ) -> PumpReport:
     """Work every run for a bounded time, then hand over to a fresh task while work remains."""
     owner = pump_owner()
-    report = PumpReport(owner=owner, slot=slot_acquire(owner) or slot_wait_for_expiry(owner))
+    slot = slot_acquire(owner)
+    if slot is None:
+        slot = slot_wait_for_expiry(owner)
+    report = PumpReport(owner=owner, slot=slot)
     if report.slot is None:
         return report  # every slot is held by a live pump, which will see any new work within a second
     started = time.monotonic()

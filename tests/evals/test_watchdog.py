@@ -100,3 +100,15 @@ def test_a_new_pump_steps_aside_while_the_slot_holder_is_alive(monkeypatch: pyte
     report = pump_module.pump(budget_seconds=0.1, requeue=False)
     assert report.slot is None
     assert PumpSlot.objects.get(slot=0).owner == "alive"
+
+
+@pytest.mark.django_db
+def test_a_pump_takes_the_first_free_slot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evals import pump as pump_module
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError("a free slot needs no wait")
+
+    monkeypatch.setattr(pump_module, "slot_wait_for_expiry", lambda owner: no_waiting(0))
+    report = pump_module.pump(budget_seconds=0.1, requeue=False)
+    assert report.slot == 0
