@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from django import template
-from django.urls import NoReverseMatch
 
 register = template.Library()
 
@@ -55,10 +54,7 @@ def percent(value: Any, digits: int = 0) -> str:
 @register.simple_tag
 def run_url(access: Any, name: str, *args: Any) -> str:
     """The URL of a page of the run `access` reaches: under /runs/<pk>/ or under the share link."""
-    try:
-        return str(access.url(name, *args))
-    except NoReverseMatch:
-        return ""
+    return str(access.url(name, *args))
 
 
 @register.simple_tag
