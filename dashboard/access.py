@@ -65,8 +65,11 @@ def team(view: View) -> View:
     return wrapper
 
 
-def shared(view: View) -> View:
-    """Mount a run view for a share link: /s/<token>/..., read-only, never cached, never indexed."""
+def shared(view: View, *, record_use: bool = True) -> View:
+    """Mount a run view for a share link: /s/<token>/..., read-only, never cached, never indexed.
+
+    `record_use=False` for the live endpoint: its polls are not visits, and need not write.
+    """
 
     @login_not_required
     @functools.wraps(view)
@@ -81,7 +84,10 @@ def shared(view: View) -> View:
         )
         if link is None:
             raise Http404("No such share link.")
-        ShareLink.objects.filter(pk=link.pk).update(last_used_at=timezone.now(), use_count=F("use_count") + 1)
+        if record_use:
+            ShareLink.objects.filter(pk=link.pk).update(
+                last_used_at=timezone.now(), use_count=F("use_count") + 1
+            )
         response = view(request, RunAccess(run=link.run, share=link, token=token), *args, **kwargs)
         return _no_store(response)
 

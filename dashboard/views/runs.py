@@ -248,7 +248,7 @@ urlpatterns = [
     path("runs/<int:pk>/", team(run_detail), name="run_detail"),
     path("runs/<int:pk>/live/", team(run_live), name="run_live"),
     path("s/<str:token>/", shared(run_detail), name="shared_run_detail"),
-    path("s/<str:token>/live/", shared(run_live), name="shared_run_live"),
+    path("s/<str:token>/live/", shared(run_live, record_use=False), name="shared_run_live"),
     path("runs/<int:pk>/cancel/", run_cancel_view, name="run_cancel"),
     path("runs/<int:pk>/retry/", run_retry_view, name="run_retry"),
 ]

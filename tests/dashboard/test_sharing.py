@@ -127,6 +127,8 @@ def test_the_live_endpoint_honours_the_link(
     assert response["Cache-Control"] == "private, no-store"
     assert 'hx-swap-oob="true"' in response.content.decode()
     assert "Retry" not in response.content.decode()
+    # Polls are not visits: only the page load counted.
+    assert ShareLink.objects.get().use_count == 1
 
 
 def test_hide_text_links_show_scores_but_not_requests_and_responses(
