@@ -25,7 +25,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 
 from evals.models import Item, Run, Score
-from evals.services.stats import DEFAULT_THRESHOLD, MeanInterval, interval_from_deviations, judge_thresholds
+from evals.services.stats import MeanInterval, choose_threshold, interval_from_deviations, judge_thresholds
 
 EPSILON = 1e-9
 DROPS_SHOWN = 25
@@ -124,12 +124,7 @@ def runs_compare(*, a: Run, b: Run, thresholds: Mapping[str, float] | None = Non
     shared_names = [name for name in a.evaluators if name in names_b]
     evaluators = []
     for name in shared_names:
-        if name in thresholds:
-            threshold, source = thresholds[name], "url"
-        elif name in own:
-            threshold, source = own[name], "judge"
-        else:
-            threshold, source = DEFAULT_THRESHOLD, "default"
+        threshold, source = choose_threshold(name, url=thresholds, judge=own)
         evaluators.append(
             _compare_evaluator(a, b, name, key=key, threshold=threshold, threshold_source=source)
         )

@@ -273,6 +273,15 @@ def thresholds_from_params(params: Mapping[str, Any], evaluators: Iterable[str])
     return chosen
 
 
+def choose_threshold(name: str, *, url: Mapping[str, float], judge: Mapping[str, float]) -> tuple[float, str]:
+    """The pass threshold of an evaluator and where it came from: the URL, the judge's own, or 0.5."""
+    if name in url:
+        return url[name], "url"
+    if name in judge:
+        return judge[name], "judge"
+    return DEFAULT_THRESHOLD, "default"
+
+
 def _number(value: Any) -> float | None:
     if value is None or str(value).strip() == "":
         return None
@@ -306,12 +315,7 @@ def run_statistics(
         slice_column = None
     evaluators = []
     for name in run.evaluators:
-        if name in thresholds:
-            threshold, source = thresholds[name], "url"
-        elif name in own:
-            threshold, source = own[name], "judge"
-        else:
-            threshold, source = DEFAULT_THRESHOLD, "default"
+        threshold, source = choose_threshold(name, url=thresholds, judge=own)
         evaluators.append(
             evaluator_statistics(
                 run,
