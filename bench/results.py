@@ -244,7 +244,7 @@ def _build_dataset(items: int, *, rng: random.Random, name: str) -> Any:
                     "channel": rng.choice(CHANNELS),
                     "language": rng.choice(LANGUAGES),
                 },
-                content_hash=Example.hash_content(**fields),
+                input_key=Example.make_input_key(**{k: v for k, v in fields.items() if k != "response"}),
                 **fields,
             )
         )

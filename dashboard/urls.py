@@ -13,6 +13,8 @@ urlpatterns = [
     path("", include("dashboard.views.runs")),
     path("", include("dashboard.views.sharing")),
     path("", include("dashboard.views.results")),
+    path("", include("dashboard.views.compare")),
+    path("", include("dashboard.views.history")),
     path("", include("dashboard.views.datasets")),
     path("", include("dashboard.views.judges")),
     path("", include("dashboard.views.ops")),

@@ -12,6 +12,18 @@ from django.db.models import Q
 from django.utils import timezone
 
 MAX_BATCH_SIZE = 100
+# A key column's values up to this length are kept as they are (and shown); longer ones are hashed.
+KEY_LENGTH = 64
+DEFAULT_THRESHOLD = 0.5
+
+
+def turns_before_last_answer(turns: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A conversation without its last assistant turn and what follows it: the part that was asked."""
+    turns = list(turns or [])
+    for index in range(len(turns) - 1, -1, -1):
+        if isinstance(turns[index], dict) and turns[index].get("role") == "assistant":
+            return turns[:index]
+    return turns
 
 
 class Judge(models.Model):
@@ -138,8 +150,9 @@ class Example(models.Model):
     turns = models.JSONField(null=True, blank=True)
     system_prompt = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    # Matches the same example across datasets (for comparing runs over different uploads).
-    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # Pairs the same row across datasets (compare, history): "k:<key>" from a key column the user mapped,
+    # else "h:<sha256>" of the inputs. Never the response: that is what changes between runs compared.
+    input_key = models.CharField(max_length=80, blank=True, db_index=True)
 
     class Meta:
         ordering = ["dataset", "position"]
@@ -151,25 +164,40 @@ class Example(models.Model):
         return f"{self.dataset_id}#{self.position}"
 
     @staticmethod
-    def hash_content(
+    def make_input_key(
         *,
+        key: str = "",
         request: str,
-        response: str,
         contexts: list[str] | None,
         expected_output: str,
         turns: list[dict[str, Any]] | None,
         system_prompt: str,
     ) -> str:
+        """The row's pairing key: the user's key when there is one, else a hash of what the model was asked.
+
+        The hash covers request, contexts, expected output, system prompt and the turns before the last
+        assistant turn (the last assistant turn is the response under test).
+        """
+        key = key.strip()
+        if key:
+            if len(key) <= KEY_LENGTH:
+                return f"k:{key}"
+            return "k#" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         digest = hashlib.sha256()
-        for part in (request, response, "\x1f".join(contexts or []), expected_output, system_prompt):
+        for part in (request, "\x1f".join(contexts or []), expected_output, system_prompt):
             digest.update(part.encode("utf-8", "surrogatepass"))
             digest.update(b"\x1e")
-        for turn in turns or []:
+        for turn in turns_before_last_answer(turns):
             digest.update(
                 f"{turn.get('role', '')}\x1f{turn.get('content') or ''}".encode("utf-8", "surrogatepass")
             )
             digest.update(b"\x1d")
-        return digest.hexdigest()
+        return "h:" + digest.hexdigest()
+
+    @property
+    def key(self) -> str:
+        """The user's key for this row, or "" when the row is paired by a hash of its inputs."""
+        return self.input_key[2:] if self.input_key.startswith("k:") else ""
 
     def as_judge_input(self) -> dict[str, Any]:
         """The BatchInput the judge API takes: only the fields this row has."""
@@ -241,11 +269,24 @@ class Run(models.Model):
     evaluators = models.JSONField(default=list, blank=True)
     # {evaluator: {"n", "sum", "min", "max"}} kept up to date as scores arrive, so lists need no aggregates.
     score_summary = models.JSONField(default=dict, blank=True)
+    # The pass threshold of each evaluator, {name: value}, as the judge's execution log gave them. Learned
+    # once, when the first item completes (thresholds_learned_at), and never changed after: every pass
+    # rate, compare and gate of this run reads them. An evaluator the log did not name passes at 0.5.
+    thresholds = models.JSONField(default=dict, blank=True)
+    thresholds_learned_at = models.DateTimeField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # At most one queued or running retry per run: a second "retry" POST returns to it.
+            models.UniqueConstraint(
+                fields=["retry_of"],
+                condition=Q(retry_of__isnull=False, status__in=["queued", "running"]),
+                name="run_one_active_retry",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name or f"Run {self.pk}"
@@ -261,6 +302,19 @@ class Run(models.Model):
     @property
     def done_count(self) -> int:
         return self.completed_count + self.failed_count + self.cancelled_count
+
+    def threshold_for(self, name: str, *, override: float | None = None) -> tuple[float, str]:
+        """An evaluator's pass threshold in this run and where it came from.
+
+        "override" (asked for explicitly), "judge" (the judge's execution log), "default" (0.5, the log
+        named no threshold for it) or "pending" (0.5 until the first item completes and the log is read).
+        """
+        if override is not None:
+            return override, "override"
+        value = self.thresholds.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), "judge"
+        return DEFAULT_THRESHOLD, "default" if self.thresholds_learned_at else "pending"
 
     @property
     def evaluator_means(self) -> list[tuple[str, float | None, int]]:
@@ -366,6 +420,8 @@ class Item(models.Model):
     change_seq = models.BigIntegerField(default=0)
     # Cost, model and latency from the judge's execution log, fetched on demand and kept.
     log_detail = models.JSONField(null=True, blank=True)
+    # The item failed for a reason a retry cannot fix (the judge rejected its input); retries skip it.
+    error_is_permanent = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["run", "position"]
@@ -421,6 +477,8 @@ class ShareLink(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     label = models.CharField(max_length=200, blank=True)
     hide_text = models.BooleanField(default=False)
+    # With hide_text: justifications may quote the hidden text, so they are shown only when asked for.
+    show_justifications = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -10,12 +10,14 @@ CONTEXTS = "contexts"
 EXPECTED_OUTPUT = "expected_output"
 TURNS = "turns"
 SYSTEM_PROMPT = "system_prompt"
+# Not sent to the judge: the row's identity, which pairs it with the same row of another upload (compare).
+KEY = "key"
 METADATA = "metadata"
 IGNORE = "ignore"
 
-FIELDS = (REQUEST, RESPONSE, CONTEXTS, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT)
+FIELDS = (REQUEST, RESPONSE, CONTEXTS, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY)
 # Fields that take exactly one column; contexts may merge several.
-SINGLE_FIELDS = (REQUEST, RESPONSE, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT)
+SINGLE_FIELDS = (REQUEST, RESPONSE, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY)
 CHOICES = (*FIELDS, METADATA, IGNORE)
 
 FIELD_LABELS = {
@@ -25,6 +27,7 @@ FIELD_LABELS = {
     EXPECTED_OUTPUT: "expected output",
     TURNS: "turns",
     SYSTEM_PROMPT: "system prompt",
+    KEY: "key (pairs rows across uploads)",
     METADATA: "metadata (keep)",
     IGNORE: "ignore",
 }
@@ -65,6 +68,21 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     TURNS: ("turns", "messages", "conversation", "dialogue", "dialog"),
     SYSTEM_PROMPT: ("system_prompt", "system", "system_message"),
+    KEY: (
+        "key",
+        "id",
+        "case_id",
+        "example_id",
+        "uid",
+        "uuid",
+        "row_id",
+        "test_id",
+        "test_case_id",
+        "sample_id",
+        "item_id",
+        "question_id",
+        "record_id",
+    ),
 }
 
 # context_1, context 2, passage3, documents_4 ...: merged into contexts in column order.

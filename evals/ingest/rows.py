@@ -17,6 +17,7 @@ from evals.ingest.mapping import (
     CONTEXTS,
     EXPECTED_OUTPUT,
     IGNORE,
+    KEY,
     METADATA,
     REQUEST,
     RESPONSE,
@@ -53,6 +54,8 @@ class ParsedRow:
     turns: list[dict[str, Any]] | None
     system_prompt: str
     metadata: dict[str, Any]
+    # The user's key column ("" when none is mapped): pairs this row with the same row of another upload.
+    key: str = ""
 
 
 @dataclass(slots=True)
@@ -79,6 +82,7 @@ class RowChecker:
         self.request, self.response = single(REQUEST), single(RESPONSE)
         self.expected, self.turns = single(EXPECTED_OUTPUT), single(TURNS)
         self.system = single(SYSTEM_PROMPT)
+        self.key = single(KEY)
         self.contexts = [column for column in columns if field_of[column] == CONTEXTS]
         self.metadata = [column for column in columns if field_of[column] == METADATA]
         self.known = set(columns)
@@ -91,6 +95,7 @@ class RowChecker:
         self._i_expected = index.get(self.expected) if self.expected else None
         self._i_turns = index.get(self.turns) if self.turns else None
         self._i_system = index.get(self.system) if self.system else None
+        self._i_key = index.get(self.key) if self.key else None
         self._i_contexts = [(column, index[column]) for column in self.contexts]
         self._i_metadata = [(column, index[column]) for column in self.metadata]
 
@@ -142,7 +147,8 @@ class RowChecker:
                 contexts.append(cell)
         request = cells[self._i_request] if self._i_request is not None else ""
         metadata = {column: cells[position] for column, position in self._i_metadata}
-        return ParsedRow(line, request, response, contexts, expected, None, system, metadata)
+        key = cells[self._i_key] if self._i_key is not None else ""
+        return ParsedRow(line, request, response, contexts, expected, None, system, metadata, key)
 
     def _check_cells(self, line: int, cells: list[Any]) -> ParsedRow | InvalidRow:
         if self.strict_width and len(cells) == self.width:
@@ -182,6 +188,11 @@ class RowChecker:
             if self._i_system is not None
             else ""
         )
+        key = (
+            self._key(cells[self._i_key], columns[self._i_key], line, problems)
+            if self._i_key is not None
+            else ""
+        )
         contexts: list[str] = []
         for column, position in self._i_contexts:
             contexts.extend(self._contexts(cells[position], column, line, problems))
@@ -197,7 +208,7 @@ class RowChecker:
                 problems.append(Problem(line, column, _NUL_REASON))
             metadata[column] = value
         return self._finish(
-            line, request, response, contexts, expected, turns, system, metadata, problems, cells
+            line, request, response, contexts, expected, turns, system, metadata, problems, cells, key
         )
 
     def _check_object(self, line: int, values: dict[str, Any]) -> ParsedRow | InvalidRow:
@@ -210,6 +221,8 @@ class RowChecker:
             self._text(values.get(self.expected), self.expected, line, problems) if self.expected else ""
         )
         system = self._text(values.get(self.system), self.system, line, problems) if self.system else ""
+        # A JSON key may be a number (17): it is the same key as the text "17" in a CSV of the same rows.
+        row_key = self._key(values.get(self.key), self.key, line, problems) if self.key else ""
         contexts: list[str] = []
         for column in self.contexts:
             contexts.extend(self._contexts(values.get(column), column, line, problems))
@@ -223,7 +236,7 @@ class RowChecker:
                 self.extra_columns.setdefault(key, None)
                 metadata[key] = value
         return self._finish(
-            line, request, response, contexts, expected, turns, system, metadata, problems, values
+            line, request, response, contexts, expected, turns, system, metadata, problems, values, row_key
         )
 
     def _finish(
@@ -238,6 +251,7 @@ class RowChecker:
         metadata: dict[str, Any],
         problems: list[Problem],
         values: Any,
+        key: str = "",
     ) -> ParsedRow | InvalidRow:
         if (not response or response.isspace()) and not turns and not problems:
             if self.response:
@@ -253,7 +267,7 @@ class RowChecker:
             problems.append(Problem(line, self.system or ROW, _too_long(len(system))))
         if problems:
             return InvalidRow(line, problems, values)
-        return ParsedRow(line, request, response, contexts, expected, turns, system, metadata)
+        return ParsedRow(line, request, response, contexts, expected, turns, system, metadata, key)
 
     @staticmethod
     def _text(value: Any, column: str, line: int, problems: list[Problem]) -> str:
@@ -275,6 +289,13 @@ class RowChecker:
             )
             return ""
         return str(value)
+
+    @classmethod
+    def _key(cls, value: Any, column: str, line: int, problems: list[Problem]) -> str:
+        # A spreadsheet or JSON may hold the key 17 as 17.0; it is the same key as "17" in a CSV.
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return cls._text(value, column, line, problems)
 
     @staticmethod
     def _contexts(value: Any, column: str, line: int, problems: list[Problem]) -> list[str]:

@@ -1,34 +1,69 @@
 """Compare two runs item by item: is run B better than run A, and is the difference real?
 
-Items are paired by their example when both runs judged the same dataset, otherwise by the example's
-content hash (the same request, response, contexts... uploaded twice). Per evaluator, with the
-difference d = score in B - score in A over the n paired items:
+Pairing. Runs over the same dataset pair by position: the same row. Runs over two datasets pair by the
+example's input key (Example.input_key): the user's key column when the upload mapped one, otherwise a
+hash of what the model was asked (request, contexts, expected output, system prompt, turns before the
+last answer), never the response, which is what changed between the two runs. A key that appears k
+times in A and m times in B gives min(k, m) pairs in row order (1st with 1st, 2nd with 2nd), the rest
+count as only in A or only in B, and the keys that appear more than once are counted and reported.
+
+Per evaluator, over the pairs where both items have a score, with d = score in B - score in A:
 
     mean difference   d̄ = Σd / n
     paired 95% CI     d̄ ± t(0.975, n - 1) · s_d / √n, s_d the sample standard deviation of d
-    significant       the interval excludes 0
+    significant       the interval excludes 0; fewer than 2 pairs is "not enough paired items"
     improved / regressed / unchanged: d > ε, d < -ε, |d| <= ε with ε = 1e-9 (float noise)
-    pass to fail      score in A >= threshold and score in B < threshold, largest drop first
+    pass to fail      A's score >= A's threshold and B's score < B's threshold, largest drop first
 
-Per evaluator, both runs' scores are read in the order of the match key and merged in one streamed
-pass, summed as they go, keeping only the largest drops: comparing two 100,000-item runs holds no
-list of scores in memory.
+Each run's threshold is its own (Run.threshold_for); an override (URL or command line) applies to both.
+
+Both runs' items are read in pairing order, each with every shared evaluator's score, and merged in
+one streamed pass that sums as it goes and keeps only the largest drops (or one page of pairs):
+comparing two 100,000-item runs holds no list of items or scores in memory.
 """
 
 from __future__ import annotations
 
+import difflib
 import heapq
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db.models import Exists, OuterRef
+from django.db import connection
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Collate
 
-from evals.models import Item, Run, Score
-from evals.services.stats import MeanInterval, choose_threshold, interval_from_deviations, judge_thresholds
+from evals.models import Example, Item, Run, Score, turns_before_last_answer
+from evals.services.stats import MeanInterval, interval_from_deviations
 
 EPSILON = 1e-9
 DROPS_SHOWN = 25
+PAGE_SIZE = 50
+CHANGES = ("improved", "regressed", "unchanged")
+SORTS = ("position", "change")
+# Above this many words on either side the diff is skipped: difflib is quadratic in the worst case.
+DIFF_MAX_WORDS = 4_000
+VERDICTS = {
+    "better": "B better",
+    "worse": "B worse",
+    "same": "no significant difference",
+    "insufficient": "not enough paired items",
+}
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be made as asked; the message is for the user."""
+
+
+def change_of(difference: float) -> str:
+    """ "improved", "regressed" or "unchanged" for a difference d = B - A."""
+    if difference > EPSILON:
+        return "improved"
+    if difference < -EPSILON:
+        return "regressed"
+    return "unchanged"
 
 
 @dataclass(frozen=True)
@@ -52,15 +87,19 @@ class Drop:
 @dataclass(frozen=True)
 class EvaluatorComparison:
     name: str
+    # Pairs where both items have a score from this evaluator; `unscored` pairs lack one on either side.
     n: int
+    unscored: int
     mean_a: float | None
     mean_b: float | None
     difference: MeanInterval
     improved: int
     regressed: int
     unchanged: int
-    threshold: float
-    threshold_source: str
+    threshold_a: float
+    threshold_source_a: str
+    threshold_b: float
+    threshold_source_b: str
     passed_a: int
     passed_b: int
     pass_to_fail: int
@@ -68,81 +107,298 @@ class EvaluatorComparison:
     drops: list[Drop] = field(default_factory=list)
 
     @property
+    def threshold(self) -> float:
+        return self.threshold_a
+
+    @property
+    def threshold_source(self) -> str:
+        return self.threshold_source_a
+
+    @property
+    def thresholds_differ(self) -> bool:
+        return self.threshold_a != self.threshold_b
+
+    @property
     def significant(self) -> bool:
         return self.difference.excludes_zero
 
     @property
     def direction(self) -> str:
-        """ "better", "worse" or "same" (no significant difference)."""
+        """ "better", "worse", "same" (no significant difference) or "insufficient" (fewer than 2 pairs)."""
+        if self.n < 2 or self.difference.low is None:
+            return "insufficient"
         if not self.significant or self.difference.mean is None:
             return "same"
         return "better" if self.difference.mean > 0 else "worse"
+
+    @property
+    def verdict(self) -> str:
+        return VERDICTS[self.direction]
+
+    @property
+    def regression(self) -> bool:
+        """The whole interval lies below 0: B is worse, and not by chance (the CI gate)."""
+        return self.difference.high is not None and self.difference.high < 0
 
 
 @dataclass(frozen=True)
 class RunComparison:
     a: Run
     b: Run
-    # "example" (same dataset) or "content" (the example's content hash)
-    matched_by: str
+    # "position" (same dataset) or "input" (the examples' input keys)
+    paired_by: str
     items_a: int
     items_b: int
-    matched_a: int
-    matched_b: int
+    pairs: int
+    # Keys that appear more than once in a run (their rows pair in order).
+    duplicated_keys_a: int
+    duplicated_keys_b: int
+    # Items whose example has no input key (imported before keys existed): they cannot pair.
+    unkeyed_a: int
+    unkeyed_b: int
     evaluators: list[EvaluatorComparison]
     evaluators_only_a: list[str]
     evaluators_only_b: list[str]
+    overrides: dict[str, float]
     warnings: list[str]
 
     @property
     def only_a(self) -> int:
-        return self.items_a - self.matched_a
+        return self.items_a - self.pairs
 
     @property
     def only_b(self) -> int:
-        return self.items_b - self.matched_b
+        return self.items_b - self.pairs
+
+    @property
+    def duplicated_keys(self) -> int:
+        return self.duplicated_keys_a + self.duplicated_keys_b
+
+    @property
+    def regression(self) -> bool:
+        return any(row.regression for row in self.evaluators)
+
+    def evaluator(self, name: str) -> EvaluatorComparison | None:
+        return next((row for row in self.evaluators if row.name == name), None)
+
+
+def shared_evaluators(a: Run, b: Run) -> list[str]:
+    names_b = set(b.evaluators)
+    return [name for name in a.evaluators if name in names_b]
 
 
 def runs_compare(*, a: Run, b: Run, thresholds: Mapping[str, float] | None = None) -> RunComparison:
-    """Compare run B against run A (B - A: positive means B scored higher)."""
-    thresholds = dict(thresholds or {})
-    # Over one dataset an item's position is its example's position: match on the (run, position) index.
-    key = "position" if a.dataset_id == b.dataset_id else "example__content_hash"
-    matched_by = "example" if key == "position" else "content"
-    items_a = Item.objects.filter(run=a)
-    items_b = Item.objects.filter(run=b)
-    if matched_by == "content":
-        # Rows imported without a hash cannot be matched across datasets.
-        items_a = items_a.exclude(example__content_hash="")
-        items_b = items_b.exclude(example__content_hash="")
-    count_a, count_b = Item.objects.filter(run=a).count(), Item.objects.filter(run=b).count()
-    matched_a = items_a.filter(Exists(items_b.filter(**{key: OuterRef(key)}))).count()
-    matched_b = items_b.filter(Exists(items_a.filter(**{key: OuterRef(key)}))).count()
+    """Compare run B against run A (B - A: positive means B scored higher).
 
-    own = {**judge_thresholds(b), **judge_thresholds(a)}
-    names_b = set(b.evaluators)
-    shared_names = [name for name in a.evaluators if name in names_b]
-    evaluators = []
-    for name in shared_names:
-        threshold, source = choose_threshold(name, url=thresholds, judge=own)
-        evaluators.append(
-            _compare_evaluator(a, b, name, key=key, threshold=threshold, threshold_source=source)
+    `thresholds` are explicit overrides ({evaluator: value}, from the URL or the command line): they
+    replace both runs' own thresholds for that evaluator.
+    """
+    return _compare(a, b, dict(thresholds or {}))
+
+
+# --- The streamed merge ------------------------------------------------------------------------------
+
+
+class SideRow(NamedTuple):
+    key: Any  # the position, or the input key
+    item: int
+    position: int
+    scores: tuple[float | None, ...]  # one per shared evaluator, None when the item has no score
+
+
+def _binary_collation() -> str:
+    # The merge compares keys in Python (code point order), so the database must sort them the same way:
+    # byte order, not the server's locale ("k:a-b" and "k:ab" swap places under en_US).
+    return "C" if connection.vendor == "postgresql" else "BINARY"
+
+
+def _side_rows(run: Run, names: list[str], *, by_position: bool) -> Iterator[SideRow]:
+    """A run's items in pairing order, each with its score from every evaluator, a chunk at a time."""
+    scores = {
+        f"score_{index}": Subquery(
+            Score.objects.filter(item=OuterRef("pk"), evaluator_name=name).values("score")[:1]
         )
+        for index, name in enumerate(names)
+    }
+    items = Item.objects.filter(run=run).annotate(**scores)
+    if by_position:
+        # The (run, position) unique index gives this order without a sort.
+        rows = items.order_by("position").values_list("position", "pk", "position", *scores)
+    else:
+        rows = (
+            items.annotate(pair_key=Collate("example__input_key", _binary_collation()))
+            .order_by("pair_key", "position")
+            .values_list("pair_key", "pk", "position", *scores)
+        )
+    for key, item_id, position, *values in rows.iterator(chunk_size=2_000):
+        yield SideRow(key, item_id, position, tuple(None if v is None else float(v) for v in values))
+
+
+class _Merge:
+    """Pairs two streams sorted by key: equal keys pair in order; counts what paired and what did not."""
+
+    def __init__(self, rows_a: Iterator[SideRow], rows_b: Iterator[SideRow]) -> None:
+        self.rows = {"a": rows_a, "b": rows_b}
+        self.seen = {"a": 0, "b": 0}
+        self.duplicated = {"a": 0, "b": 0}
+        self.unkeyed = {"a": 0, "b": 0}
+        self.pairs = 0
+
+    def _counted(self, side: str) -> Iterator[SideRow]:
+        previous: Any = None
+        counted = False
+        for row in self.rows[side]:
+            self.seen[side] += 1
+            if row.key == "":
+                self.unkeyed[side] += 1
+                continue
+            if row.key == previous:
+                if not counted:
+                    self.duplicated[side] += 1
+                    counted = True
+            else:
+                previous, counted = row.key, False
+            yield row
+
+    def __iter__(self) -> Iterator[tuple[SideRow, SideRow]]:
+        rows_a, rows_b = self._counted("a"), self._counted("b")
+        row_a, row_b = next(rows_a, None), next(rows_b, None)
+        while row_a is not None and row_b is not None:
+            if row_a.key < row_b.key:
+                row_a = next(rows_a, None)
+            elif row_b.key < row_a.key:
+                row_b = next(rows_b, None)
+            else:
+                # Within one key both streams are in row order, so the nth of A meets the nth of B.
+                self.pairs += 1
+                yield row_a, row_b
+                row_a, row_b = next(rows_a, None), next(rows_b, None)
+        # Read what is left, for the counts of items only in one run.
+        for _ in rows_a:
+            pass
+        for _ in rows_b:
+            pass
+
+
+class _Tally:
+    """One evaluator's sums over the pairs as they pass, and the largest drops from pass to fail so far.
+
+    The difference's variance is accumulated with Welford's method: one pass, no cancellation.
+    """
+
+    def __init__(self, name: str, index: int, a: tuple[float, str], b: tuple[float, str]) -> None:
+        self.name, self.index = name, index
+        self.threshold_a, self.source_a = a
+        self.threshold_b, self.source_b = b
+        self.n = self.unscored = self.improved = self.regressed = 0
+        self.passed_a = self.passed_b = self.pass_to_fail = self.fail_to_pass = 0
+        self.sum_a = self.sum_b = self.mean_d = self.squares_d = 0.0
+        # A min-heap of (drop, -position, A item, B item, A score, B score).
+        self.largest: list[tuple[float, int, int, int, float, float]] = []
+
+    def add(self, row_a: SideRow, row_b: SideRow) -> None:
+        score_a, score_b = row_a.scores[self.index], row_b.scores[self.index]
+        if score_a is None or score_b is None:
+            self.unscored += 1
+            return
+        self.n += 1
+        self.sum_a += score_a
+        self.sum_b += score_b
+        d = score_b - score_a
+        delta = d - self.mean_d
+        self.mean_d += delta / self.n
+        self.squares_d += delta * (d - self.mean_d)
+        change = change_of(d)
+        if change == "improved":
+            self.improved += 1
+        elif change == "regressed":
+            self.regressed += 1
+        a_passes, b_passes = score_a >= self.threshold_a, score_b >= self.threshold_b
+        self.passed_a += a_passes
+        self.passed_b += b_passes
+        if a_passes and not b_passes:
+            self.pass_to_fail += 1
+            entry = (-d, -row_a.position, row_a.item, row_b.item, score_a, score_b)
+            if len(self.largest) < DROPS_SHOWN:
+                heapq.heappush(self.largest, entry)
+            elif entry > self.largest[0]:
+                heapq.heapreplace(self.largest, entry)
+        elif b_passes and not a_passes:
+            self.fail_to_pass += 1
+
+    def result(self) -> EvaluatorComparison:
+        n = self.n
+        return EvaluatorComparison(
+            name=self.name,
+            n=n,
+            unscored=self.unscored,
+            mean_a=self.sum_a / n if n else None,
+            mean_b=self.sum_b / n if n else None,
+            difference=interval_from_deviations(n, self.mean_d, self.squares_d),
+            improved=self.improved,
+            regressed=self.regressed,
+            unchanged=n - self.improved - self.regressed,
+            threshold_a=self.threshold_a,
+            threshold_source_a=self.source_a,
+            threshold_b=self.threshold_b,
+            threshold_source_b=self.source_b,
+            passed_a=self.passed_a,
+            passed_b=self.passed_b,
+            pass_to_fail=self.pass_to_fail,
+            fail_to_pass=self.fail_to_pass,
+            drops=_drops(self.name, sorted(self.largest, reverse=True)),
+        )
+
+
+def _compare(
+    a: Run,
+    b: Run,
+    overrides: dict[str, float],
+    *,
+    visit: Callable[[SideRow, SideRow], None] | None = None,
+) -> RunComparison:
+    names = shared_evaluators(a, b)
+    by_position = a.dataset_id == b.dataset_id
+    tallies = [
+        _Tally(
+            name,
+            index,
+            a.threshold_for(name, override=overrides.get(name)),
+            b.threshold_for(name, override=overrides.get(name)),
+        )
+        for index, name in enumerate(names)
+    ]
+    merge = _Merge(
+        _side_rows(a, names, by_position=by_position), _side_rows(b, names, by_position=by_position)
+    )
+    for row_a, row_b in merge:
+        for tally in tallies:
+            tally.add(row_a, row_b)
+        if visit is not None:
+            visit(row_a, row_b)
     comparison = RunComparison(
         a=a,
         b=b,
-        matched_by=matched_by,
-        items_a=count_a,
-        items_b=count_b,
-        matched_a=matched_a,
-        matched_b=matched_b,
-        evaluators=evaluators,
-        evaluators_only_a=[name for name in a.evaluators if name not in names_b],
+        paired_by="position" if by_position else "input",
+        items_a=merge.seen["a"],
+        items_b=merge.seen["b"],
+        pairs=merge.pairs,
+        duplicated_keys_a=merge.duplicated["a"],
+        duplicated_keys_b=merge.duplicated["b"],
+        unkeyed_a=merge.unkeyed["a"],
+        unkeyed_b=merge.unkeyed["b"],
+        evaluators=[tally.result() for tally in tallies],
+        evaluators_only_a=[name for name in a.evaluators if name not in set(b.evaluators)],
         evaluators_only_b=[name for name in b.evaluators if name not in set(a.evaluators)],
+        overrides={name: value for name, value in overrides.items() if name in names},
         warnings=[],
     )
     comparison.warnings.extend(_warnings(comparison))
     return comparison
+
+
+def _plural(count: int, word: str, plural: str = "") -> str:
+    return f"{count:,} {word if count == 1 else plural or word + 's'}"
 
 
 def _warnings(comparison: RunComparison) -> list[str]:
@@ -175,13 +431,40 @@ def _warnings(comparison: RunComparison) -> list[str]:
         if comparison.evaluators_only_b:
             parts.append("only in B: " + ", ".join(comparison.evaluators_only_b))
         warnings.append("The evaluators differ (" + "; ".join(parts) + "); those are left out.")
-    if comparison.only_a or comparison.only_b:
-        how = "by example" if comparison.matched_by == "example" else "by content hash"
+    if comparison.pairs == 0 and comparison.items_a and comparison.items_b:
         warnings.append(
-            f"The item sets differ: {comparison.matched_a:,} item{'' if comparison.matched_a == 1 else 's'} "
-            f"of A matched {how}, "
+            "No item of A pairs with an item of B: the datasets share no input. If they hold the same "
+            "questions worded differently, upload both with a key column (id, case_id...) to pair them."
+        )
+    elif comparison.only_a or comparison.only_b:
+        how = "by row (same dataset)" if comparison.paired_by == "position" else "by input"
+        warnings.append(
+            f"The item sets differ: {_plural(comparison.pairs, 'pair')} {how}, "
             f"{comparison.only_a:,} only in A, {comparison.only_b:,} only in B. "
-            "The figures below cover the matched items only."
+            "The figures below cover the paired items only."
+        )
+    if comparison.duplicated_keys:
+        warnings.append(
+            f"Some inputs appear more than once ({comparison.duplicated_keys_a:,} in A, "
+            f"{comparison.duplicated_keys_b:,} in B: the same row uploaded twice, or a key column that is "
+            "not unique); their rows pair in order, the 1st with the 1st, the 2nd with the 2nd."
+        )
+    if comparison.unkeyed_a or comparison.unkeyed_b:
+        warnings.append(
+            f"{comparison.unkeyed_a:,} items of A and {comparison.unkeyed_b:,} of B have no pairing key "
+            "(their rows were imported without one) and cannot pair."
+        )
+    differ = [
+        f"{row.name} {row.threshold_a:g} in A ({threshold_source_label(row.threshold_source_a)}), "
+        f"{row.threshold_b:g} in B ({threshold_source_label(row.threshold_source_b)})"
+        for row in comparison.evaluators
+        if row.thresholds_differ
+    ]
+    if differ:
+        warnings.append(
+            "The runs pass items at different thresholds: "
+            + "; ".join(differ)
+            + ". Pass rates use each run's own; set one threshold to compare them at the same bar."
         )
     for label, run in (("A", a), ("B", b)):
         if not run.is_finished:
@@ -189,99 +472,13 @@ def _warnings(comparison: RunComparison) -> list[str]:
     return warnings
 
 
-Row = tuple[Any, int, int, float]  # (match key, item id, position, score)
-
-
-def _sorted_scores(run: Run, name: str, *, key: str) -> Iterator[Row]:
-    """One evaluator's scores of a run, ordered by the match key (then position), a chunk at a time."""
-    scores = Score.objects.filter(run=run, evaluator_name=name, score__isnull=False)
-    if key == "position":
-        for item_id, position, score in (
-            scores.order_by("item__position")
-            .values_list("item_id", "item__position", "score")
-            .iterator(chunk_size=5_000)
-        ):
-            yield position, item_id, position, float(score or 0.0)
-        return
-    rows = (
-        scores.exclude(item__example__content_hash="")
-        .order_by("item__example__content_hash", "item__position")
-        .values_list("item__example__content_hash", "item_id", "item__position", "score")
-        .iterator(chunk_size=5_000)
-    )
-    for content_hash, item_id, position, score in rows:
-        yield content_hash, item_id, position, float(score or 0.0)
-
-
-def _pairs(a: Run, b: Run, name: str, *, key: str) -> Iterator[tuple[Row, Row]]:
-    """A's scores each with B's score of the same row, where B has one: a merge of two sorted streams.
-
-    A merge rather than a lookup per item: two index scans and sorts cost a fifth of 100,000 lookups.
-    A row that appears twice in B (the same content uploaded twice) pairs with its first occurrence.
-    """
-    rows_b = _sorted_scores(b, name, key=key)
-    current = next(rows_b, None)
-    for row_a in _sorted_scores(a, name, key=key):
-        while current is not None and current[0] < row_a[0]:
-            current = next(rows_b, None)
-        if current is None:
-            return
-        if current[0] == row_a[0]:
-            yield row_a, current
-
-
-def _compare_evaluator(
-    a: Run, b: Run, name: str, *, key: str, threshold: float, threshold_source: str
-) -> EvaluatorComparison:
-    """One streamed pass over the pairs: sums and counts as they pass, and the largest drops so far.
-
-    The difference's variance is accumulated with Welford's method: one pass, no cancellation.
-    """
-    n = improved = regressed = passed_a = passed_b = pass_to_fail = fail_to_pass = 0
-    sum_a = sum_b = mean_d = squares_d = 0.0
-    # The largest drops from pass to fail so far: a min-heap of (drop, -position, A item, B item, A, B).
-    largest: list[tuple[float, int, int, int, float, float]] = []
-    for (_, item_a, position, score_a), (_, item_b, _, score_b) in _pairs(a, b, name, key=key):
-        n += 1
-        sum_a += score_a
-        sum_b += score_b
-        d = score_b - score_a
-        delta = d - mean_d
-        mean_d += delta / n
-        squares_d += delta * (d - mean_d)
-        if d > EPSILON:
-            improved += 1
-        elif d < -EPSILON:
-            regressed += 1
-        a_passes, b_passes = score_a >= threshold, score_b >= threshold
-        passed_a += a_passes
-        passed_b += b_passes
-        if a_passes and not b_passes:
-            pass_to_fail += 1
-            entry = (-d, -position, item_a, item_b, score_a, score_b)
-            if len(largest) < DROPS_SHOWN:
-                heapq.heappush(largest, entry)
-            elif entry > largest[0]:
-                heapq.heapreplace(largest, entry)
-        elif b_passes and not a_passes:
-            fail_to_pass += 1
-    return EvaluatorComparison(
-        name=name,
-        n=n,
-        mean_a=sum_a / n if n else None,
-        mean_b=sum_b / n if n else None,
-        difference=interval_from_deviations(n, mean_d, squares_d),
-        improved=improved,
-        regressed=regressed,
-        unchanged=n - improved - regressed,
-        threshold=threshold,
-        threshold_source=threshold_source,
-        passed_a=passed_a,
-        passed_b=passed_b,
-        pass_to_fail=pass_to_fail,
-        fail_to_pass=fail_to_pass,
-        drops=_drops(name, sorted(largest, reverse=True)),
-    )
+def threshold_source_label(source: str) -> str:
+    return {
+        "judge": "the judge's",
+        "default": "default",
+        "pending": "default until the judge's is learned",
+        "override": "override",
+    }.get(source, source)
 
 
 def _drops(name: str, ranked: list[tuple[float, int, int, int, float, float]]) -> list[Drop]:
@@ -309,3 +506,320 @@ def _drops(name: str, ranked: list[tuple[float, int, int, int, float, float]]) -
         )
         for _, negative_position, item_a, item_b, score_a, score_b in ranked
     ]
+
+
+def comparison_as_dict(comparison: RunComparison) -> dict[str, Any]:
+    """The comparison as plain JSON values (compare_runs --json)."""
+
+    def side(run: Run) -> dict[str, Any]:
+        return {
+            "id": run.pk,
+            "name": str(run),
+            "status": run.status,
+            "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+            "judge": run.judge.name,
+        }
+
+    return {
+        "a": side(comparison.a),
+        "b": side(comparison.b),
+        "paired_by": comparison.paired_by,
+        "pairs": comparison.pairs,
+        "only_a": comparison.only_a,
+        "only_b": comparison.only_b,
+        "duplicated_keys": {"a": comparison.duplicated_keys_a, "b": comparison.duplicated_keys_b},
+        "evaluators": [
+            {
+                "name": row.name,
+                "pairs": row.n,
+                "mean_a": row.mean_a,
+                "mean_b": row.mean_b,
+                "diff": row.difference.mean,
+                "ci_low": row.difference.low,
+                "ci_high": row.difference.high,
+                "verdict": row.verdict,
+                "regression": row.regression,
+                "improved": row.improved,
+                "regressed": row.regressed,
+                "unchanged": row.unchanged,
+                "unscored_pairs": row.unscored,
+                "threshold_a": row.threshold_a,
+                "threshold_source_a": row.threshold_source_a,
+                "threshold_b": row.threshold_b,
+                "threshold_source_b": row.threshold_source_b,
+                "pass_to_fail": row.pass_to_fail,
+                "fail_to_pass": row.fail_to_pass,
+            }
+            for row in comparison.evaluators
+        ],
+        "evaluators_only_a": comparison.evaluators_only_a,
+        "evaluators_only_b": comparison.evaluators_only_b,
+        "regression": comparison.regression,
+        "warnings": comparison.warnings,
+    }
+
+
+# --- Item by item ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairVerdict:
+    name: str
+    score_a: float | None
+    score_b: float | None
+    justification_a: str
+    justification_b: str
+
+    @property
+    def difference(self) -> float | None:
+        if self.score_a is None or self.score_b is None:
+            return None
+        return self.score_b - self.score_a
+
+    @property
+    def change(self) -> str:
+        """ "improved", "regressed", "unchanged", or "" when either side has no score."""
+        difference = self.difference
+        return "" if difference is None else change_of(difference)
+
+
+Segment = tuple[str, str]  # ("same" | "del" | "ins", text)
+
+
+@dataclass(frozen=True)
+class ItemPair:
+    item_a: int
+    item_b: int
+    position_a: int
+    position_b: int
+    key: str
+    request_a: str
+    request_b: str
+    response_a: list[Segment]
+    response_b: list[Segment]
+    # False when the responses were too long to diff (shown plainly).
+    diffed: bool
+    chosen: PairVerdict
+    verdicts: list[PairVerdict]
+
+    @property
+    def request_differs(self) -> bool:
+        return self.request_a != self.request_b
+
+
+@dataclass(frozen=True)
+class ComparisonPage:
+    comparison: RunComparison
+    evaluator: EvaluatorComparison
+    change: str
+    sort: str
+    after: str
+    # Pairs that match the filter, on every page: the summary's count for that change.
+    count: int
+    rows: list[ItemPair]
+    next_cursor: str
+
+
+def runs_compare_items(
+    *,
+    a: Run,
+    b: Run,
+    evaluator: str,
+    change: str = "",
+    sort: str = "position",
+    after: str = "",
+    thresholds: Mapping[str, float] | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ComparisonPage:
+    """One page of the pairs scored by `evaluator` on both sides, filtered by their change, with the text.
+
+    Sorted by A's row ("position") or by the size of the change, largest first ("change"). Pages are
+    keyset pages (`after` is the last row's cursor): the pass keeps the next page_size + 1 pairs only.
+    """
+    names = shared_evaluators(a, b)
+    if evaluator not in names:
+        listed = ", ".join(names) or "none"
+        raise CompareError(f'Both runs must have the evaluator "{evaluator}". Shared evaluators: {listed}.')
+    if change not in ("", *CHANGES):
+        raise CompareError(f'Unknown change "{change}": choose improved, regressed or unchanged.')
+    if sort not in SORTS:
+        raise CompareError(f'Unknown order "{sort}": choose position or change.')
+    cursor = _parse_cursor(after, sort)
+    index = names.index(evaluator)
+    page = _Smallest(page_size + 1)
+    count = 0
+
+    def visit(row_a: SideRow, row_b: SideRow) -> None:
+        nonlocal count
+        score_a, score_b = row_a.scores[index], row_b.scores[index]
+        if score_a is None or score_b is None:
+            return
+        difference = score_b - score_a
+        if change and change_of(difference) != change:
+            return
+        count += 1
+        order: tuple[float, ...] = (
+            (row_a.position,) if sort == "position" else (-abs(difference), row_a.position)
+        )
+        if cursor is None or order > cursor:
+            page.offer(order, (row_a, row_b))
+
+    comparison = _compare(a, b, dict(thresholds or {}), visit=visit)
+    chosen = page.ascending()
+    more = len(chosen) > page_size
+    chosen = chosen[:page_size]
+    summary = comparison.evaluator(evaluator)
+    assert summary is not None
+    return ComparisonPage(
+        comparison=comparison,
+        evaluator=summary,
+        change=change,
+        sort=sort,
+        after=after if cursor is not None else "",
+        count=count,
+        rows=_item_pairs([pair for _, pair in chosen], names, evaluator),
+        next_cursor=_cursor(chosen[-1][0], sort) if more and chosen else "",
+    )
+
+
+def _cursor(order: tuple[float, ...], sort: str) -> str:
+    if sort == "position":
+        return str(int(order[0]))
+    # repr gives the shortest text that reads back as the very same float.
+    return f"{-order[0]!r}_{int(order[1])}"
+
+
+def _parse_cursor(after: str, sort: str) -> tuple[float, ...] | None:
+    after = after.strip()
+    if not after:
+        return None
+    try:
+        if sort == "position":
+            return (int(after),)
+        size, _, position = after.partition("_")
+        return (-float(size), int(position))
+    except ValueError:
+        raise CompareError("That page link is not valid any more; start again from the first page.") from None
+
+
+class _Smallest:
+    """The n smallest (order, payload) offered so far: a max-heap of n entries (orders negated)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.heap: list[tuple[tuple[float, ...], Any]] = []
+
+    def offer(self, order: tuple[float, ...], payload: Any) -> None:
+        entry = (tuple(-part for part in order), payload)
+        if len(self.heap) < self.n:
+            heapq.heappush(self.heap, entry)
+        elif entry > self.heap[0]:
+            heapq.heapreplace(self.heap, entry)
+
+    def ascending(self) -> list[tuple[tuple[float, ...], Any]]:
+        return sorted(
+            ((tuple(-part for part in order), payload) for order, payload in self.heap), key=lambda e: e[0]
+        )
+
+
+def _answer(example: Example) -> str:
+    """The text under test: the response, or the last assistant turn of a conversation."""
+    if example.response:
+        return example.response
+    turns = list(example.turns or [])
+    asked = len(turns_before_last_answer(turns))
+    if asked < len(turns) and isinstance(turns[asked], dict):
+        return str(turns[asked].get("content") or "")
+    return ""
+
+
+def _item_pairs(pairs: list[tuple[SideRow, SideRow]], names: list[str], chosen: str) -> list[ItemPair]:
+    """The text and justifications of one page of pairs, in two small queries."""
+    if not pairs:
+        return []
+    ids = [row.item for pair in pairs for row in pair]
+    items = {item.pk: item for item in Item.objects.filter(pk__in=ids).select_related("example")}
+    justifications = {
+        (item_id, name): text
+        for item_id, name, text in Score.objects.filter(
+            item_id__in=ids, evaluator_name__in=names
+        ).values_list("item_id", "evaluator_name", "justification")
+    }
+    rows = []
+    for row_a, row_b in pairs:
+        example_a, example_b = items[row_a.item].example, items[row_b.item].example
+        verdicts = [
+            PairVerdict(
+                name=name,
+                score_a=row_a.scores[index],
+                score_b=row_b.scores[index],
+                justification_a=justifications.get((row_a.item, name), ""),
+                justification_b=justifications.get((row_b.item, name), ""),
+            )
+            for index, name in enumerate(names)
+        ]
+        response_a, response_b, diffed = word_diff(_answer(example_a), _answer(example_b))
+        rows.append(
+            ItemPair(
+                item_a=row_a.item,
+                item_b=row_b.item,
+                position_a=row_a.position,
+                position_b=row_b.position,
+                key=example_a.key,
+                request_a=example_a.request,
+                request_b=example_b.request,
+                response_a=response_a,
+                response_b=response_b,
+                diffed=diffed,
+                chosen=next(verdict for verdict in verdicts if verdict.name == chosen),
+                verdicts=verdicts,
+            )
+        )
+    return rows
+
+
+_WORD = re.compile(r"\S+\s*")
+
+
+def word_diff(a: str, b: str) -> tuple[list[Segment], list[Segment], bool]:
+    """A word-level diff: A as ("same" | "del", text) segments, B as ("same" | "ins", text) segments.
+
+    Words are compared without the whitespace after them, so a reflowed line is not a change. The
+    segments are plain text: the template escapes them like any other text. Returns diffed=False (and
+    both texts whole) when either side is too long to diff.
+    """
+    lead_a, lead_b = a[: len(a) - len(a.lstrip())], b[: len(b) - len(b.lstrip())]
+    parts_a, parts_b = _WORD.findall(a), _WORD.findall(b)
+    if len(parts_a) > DIFF_MAX_WORDS or len(parts_b) > DIFF_MAX_WORDS:
+        return [("same", a)], [("same", b)], False
+    words_a, words_b = [part.rstrip() for part in parts_a], [part.rstrip() for part in parts_b]
+    side_a: list[Segment] = [("same", lead_a)] if lead_a else []
+    side_b: list[Segment] = [("same", lead_b)] if lead_b else []
+    # autojunk off: on long texts it would treat common words ("the") as junk and never match them.
+    matcher = difflib.SequenceMatcher(None, words_a, words_b, autojunk=False)
+    for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+        if tag == "equal":
+            _append(side_a, "same", "".join(parts_a[a1:a2]))
+            _append(side_b, "same", "".join(parts_b[b1:b2]))
+            continue
+        if a2 > a1:
+            _append_changed(side_a, "del", "".join(parts_a[a1:a2]))
+        if b2 > b1:
+            _append_changed(side_b, "ins", "".join(parts_b[b1:b2]))
+    return side_a, side_b, True
+
+
+def _append_changed(segments: list[Segment], op: str, text: str) -> None:
+    # The whitespace after the last changed word is not part of the change: keep it unmarked.
+    core = text.rstrip()
+    _append(segments, op, core)
+    _append(segments, "same", text[len(core) :])
+
+
+def _append(segments: list[Segment], op: str, text: str) -> None:
+    if not text:
+        return
+    if segments and segments[-1][0] == op:
+        segments[-1] = (op, segments[-1][1] + text)
+    else:
+        segments.append((op, text))

@@ -31,7 +31,7 @@ from evals.models import Dataset, Example, Upload
 logger = logging.getLogger(__name__)
 
 # Rows per write transaction, and text per transaction: big enough to be fast (each commit rewrites
-# the index pages it touched, and content_hash keys are random), small enough that other writers
+# the index pages it touched, and input_key hashes are random), small enough that other writers
 # (the pump, other requests) wait a fraction of a second at most.
 WRITE_BATCH_ROWS = 5000
 WRITE_BATCH_CHARS = 8_000_000
@@ -479,7 +479,7 @@ def _example_batches(
 ) -> Iterator[list[ExampleParams]]:
     """The INSERT parameters of the valid rows, in batches of at most batch_rows rows and about
     WRITE_BATCH_CHARS characters, with positions in file order."""
-    hash_content = Example.hash_content
+    make_input_key = Example.make_input_key
     batch: list[ExampleParams] = []
     chars = 0
     position = 0
@@ -501,9 +501,9 @@ def _example_batches(
                 None if turns is None else adapt_json(turns),
                 row.system_prompt,
                 adapt_json(row.metadata),
-                hash_content(
+                make_input_key(
+                    key=row.key,
                     request=row.request,
-                    response=row.response,
                     contexts=row.contexts,
                     expected_output=row.expected_output,
                     turns=turns,
@@ -532,7 +532,7 @@ _EXAMPLE_COLUMNS = (
     "turns",
     "system_prompt",
     "metadata",
-    "content_hash",
+    "input_key",
 )
 
 

@@ -99,15 +99,14 @@ def test_import_writes_rows_in_file_order_with_hash_lines_and_metadata(
         (0, 2, "q0", "a0", ["c1", "c2", "c3"], {"topic": "x"}),
         (1, 4, "q1", "multi\nline", [], {"topic": "y"}),
     ]
-    expected_hash = Example.hash_content(
+    expected_key = Example.make_input_key(
         request="q0",
-        response="a0",
         contexts=["c1", "c2", "c3"],
         expected_output="",
         turns=None,
         system_prompt="",
     )
-    assert rows[0].content_hash == expected_hash
+    assert rows[0].input_key == expected_key
     upload.refresh_from_db()
     assert upload.status == Upload.Status.IMPORTED and upload.dataset == dataset
     # A clean import leaves no file behind.

@@ -366,12 +366,25 @@ def test_row_cap_stops_validation_with_a_clear_message(tmp_path: Path) -> None:
         ),
         (
             ["answer", "expected", "id", "model"],
-            {"answer": "response", "expected": "expected_output", "id": "metadata", "model": "metadata"},
+            {"answer": "response", "expected": "expected_output", "id": "key", "model": "metadata"},
         ),
+        (["Case ID", "answer", "uid"], {"Case ID": "key", "answer": "response", "uid": "metadata"}),
+        (
+            ["prompt", "Example-Id", "completion"],
+            {"prompt": "request", "Example-Id": "key", "completion": "response"},
+        ),
+        (["test_id", "row_id", "answer"], {"test_id": "metadata", "row_id": "key", "answer": "response"}),
     ],
 )
 def test_mapping_is_detected_from_common_column_names(columns: list[str], expected: dict[str, str]) -> None:
     assert ingest.detect_mapping(columns) == expected
+
+
+def test_key_is_offered_as_a_single_column_field_with_its_label() -> None:
+    assert ("key", "key (pairs rows across uploads)") in ingest.FIELD_LABELS.items()
+    assert ingest.mapping_problems(
+        ["id", "code", "answer"], {"id": "key", "code": "key", "answer": "response"}
+    ) == ["Only one column can be key (pairs rows across uploads); 'id', 'code' are all mapped to it."]
 
 
 def test_mapping_problems_name_what_to_fix() -> None:
@@ -546,6 +559,31 @@ def test_json_values_that_are_not_text_are_reported(tmp_path: Path) -> None:
     _, report, rows = read(path)
     assert problems(report) == [(1, "question", "is a JSON object, not text")]
     assert (rows[1].request, rows[1].response) == ("3", "true")
+
+
+def test_a_key_column_is_read_as_text_and_kept_out_of_metadata(tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "d.csv", "case_id,question,answer,topic\nA-17,q1,a1,x\n  ,q2,a2,y\n")
+    _, report, rows = read(csv_path)
+    assert report.valid == 2
+    assert [(row.key, row.metadata) for row in rows] == [("A-17", {"topic": "x"}), ("  ", {"topic": "y"})]
+    # A JSON key may be a number (17, or 17.0 from a spreadsheet's export): the same key as "17" in a CSV.
+    lines = [
+        {"id": 17, "answer": "a"},
+        {"id": 17.0, "answer": "b"},
+        {"id": None, "answer": "c"},
+        {"answer": "d"},
+    ]
+    jsonl_path = write(tmp_path, "d.jsonl", "\n".join(json.dumps(line) for line in lines))
+    _, report, rows = read(jsonl_path)
+    assert report.valid == 4
+    assert [row.key for row in rows] == ["17", "17", "", ""]
+    assert all("id" not in row.metadata for row in rows)
+
+
+def test_a_key_that_is_an_object_is_a_row_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.jsonl", json.dumps({"id": {"a": 1}, "answer": "ok"}))
+    _, report, _ = read(path)
+    assert problems(report) == [(1, "id", "is a JSON object, not text")]
 
 
 def test_problems_beyond_the_kept_ones_are_still_counted_and_passed_on(tmp_path: Path) -> None:

@@ -1,0 +1,181 @@
+"""Two runs compared: is run B better than run A, evaluator by evaluator, and item by item.
+
+Comparing is for teammates only: a share link reaches exactly one run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.urls import path, reverse
+
+from dashboard.http import HtmxHttpRequest
+from evals.models import Run
+from evals.services.compare import (
+    CHANGES,
+    CompareError,
+    RunComparison,
+    runs_compare,
+    runs_compare_items,
+    shared_evaluators,
+)
+from evals.services.stats import thresholds_from_params
+
+RECENT_RUNS = 50
+CHANGE_LABELS = {"": "All pairs", "improved": "Improved", "regressed": "Regressed", "unchanged": "Unchanged"}
+CHANGE_NOUNS = {
+    "": "pairs",
+    "improved": "improved pairs",
+    "regressed": "regressed pairs",
+    "unchanged": "unchanged pairs",
+}
+SORT_LABELS = {"position": "Row order", "change": "Largest change first"}
+
+
+def _run_param(value: str | None) -> Run | None:
+    if not value or not value.strip().isdigit():
+        return None
+    return Run.objects.select_related("dataset", "judge", "created_by").filter(pk=int(value)).first()
+
+
+def _runs(request: HtmxHttpRequest) -> tuple[Run | None, Run | None, list[str]]:
+    raw_a, raw_b = request.GET.get("a", "").strip(), request.GET.get("b", "").strip()
+    a, b = _run_param(raw_a), _run_param(raw_b)
+    problems = []
+    for label, raw, run in (("A", raw_a, a), ("B", raw_b, b)):
+        if raw and run is None:
+            problems.append(f'There is no run "{raw[:40]}" to use as {label}.')
+    return a, b, problems
+
+
+def _overrides(request: HtmxHttpRequest, a: Run, b: Run) -> dict[str, float]:
+    return thresholds_from_params(request.GET, shared_evaluators(a, b))
+
+
+def _comparison_url(name: str, comparison: RunComparison, **params: str) -> str:
+    """A page of this comparison (the summary or the items), keeping its threshold overrides."""
+    query: dict[str, Any] = {"a": comparison.a.pk, "b": comparison.b.pk}
+    query.update({f"threshold.{name}": repr(value) for name, value in comparison.overrides.items()})
+    query.update({key: value for key, value in params.items() if value})
+    return f"{reverse(name)}?{urlencode(query)}"
+
+
+def _items_url(comparison: RunComparison, **params: str) -> str:
+    return _comparison_url("run_compare_items", comparison, **params)
+
+
+def run_compare(request: HtmxHttpRequest) -> HttpResponse:
+    a, b, problems = _runs(request)
+    search = request.GET.get("q", "").strip()[:200]
+    runs = Run.objects.select_related("dataset", "judge").order_by("-created_at", "-id")
+    if search:
+        condition = (
+            Q(name__icontains=search) | Q(dataset__name__icontains=search) | Q(judge__name__icontains=search)
+        )
+        if search.isdigit():
+            condition |= Q(pk=int(search))
+        runs = runs.filter(condition)
+    choices = list(runs[:RECENT_RUNS])
+    for chosen in (a, b):
+        if chosen is not None and chosen not in choices:
+            choices.append(chosen)
+    context: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "choices": choices,
+        "search": search,
+        "problems": problems,
+        "comparison": None,
+    }
+    if a is not None and b is not None:
+        comparison = runs_compare(a=a, b=b, thresholds=_overrides(request, a, b))
+        context["comparison"] = comparison
+        context["comparison_sides"] = [("A", a), ("B", b)]
+        context["swap_url"] = f"{reverse('run_compare')}?a={b.pk}&b={a.pk}"
+        context["item_links"] = {
+            row.name: {
+                change: _items_url(comparison, evaluator=row.name, change=change) for change in ("", *CHANGES)
+            }
+            for row in comparison.evaluators
+        }
+        context["threshold_all"] = request.GET.get("threshold", "")
+    return render(request, "dashboard/run_compare.html", context)
+
+
+def run_compare_items(request: HtmxHttpRequest) -> HttpResponse:
+    """The pairs of two runs one by one: the text side by side, scores A -> B, filtered and sorted."""
+    a, b, problems = _runs(request)
+    context: dict[str, Any] = {"a": a, "b": b, "problems": problems, "page": None}
+    if a is None or b is None:
+        # An unknown run is not found; a missing one is a malformed address.
+        status = 404 if problems else 400
+        if not problems:
+            problems.append("Choose two runs to compare first.")
+        context["compare_url"] = reverse("run_compare")
+        return render(request, "dashboard/run_compare_items.html", context, status=status)
+    context["compare_url"] = f"{reverse('run_compare')}?a={a.pk}&b={b.pk}"
+    names = shared_evaluators(a, b)
+    context["evaluator_names"] = names
+    if not names:
+        problems.append("The two runs share no evaluator, so there is nothing to compare item by item.")
+        return render(request, "dashboard/run_compare_items.html", context, status=400)
+    evaluator = request.GET.get("evaluator", "") or names[0]
+    change = request.GET.get("change", "")
+    sort = request.GET.get("sort", "") or "position"
+    try:
+        page = runs_compare_items(
+            a=a,
+            b=b,
+            evaluator=evaluator,
+            change=change,
+            sort=sort,
+            after=request.GET.get("after", "")[:100],
+            thresholds=_overrides(request, a, b),
+        )
+    except CompareError as error:
+        problems.append(str(error))
+        context["first_url"] = f"{reverse('run_compare_items')}?a={a.pk}&b={b.pk}"
+        return render(request, "dashboard/run_compare_items.html", context, status=400)
+    comparison, row = page.comparison, page.evaluator
+    counts = {"": row.n, "improved": row.improved, "regressed": row.regressed, "unchanged": row.unchanged}
+    context.update(
+        {
+            "page": page,
+            "comparison": comparison,
+            "row": row,
+            "compare_url": _comparison_url("run_compare", comparison),
+            "change_tabs": [
+                (
+                    label,
+                    counts[key],
+                    _items_url(comparison, evaluator=row.name, change=key, sort=sort),
+                    key == change,
+                )
+                for key, label in CHANGE_LABELS.items()
+            ],
+            "sort_links": [
+                (label, _items_url(comparison, evaluator=row.name, change=change, sort=key), key == sort)
+                for key, label in SORT_LABELS.items()
+            ],
+            "first_url": _items_url(comparison, evaluator=row.name, change=change, sort=sort),
+            "next_url": _items_url(
+                comparison, evaluator=row.name, change=change, sort=sort, after=page.next_cursor
+            )
+            if page.next_cursor
+            else "",
+            "change_noun": CHANGE_NOUNS[change],
+            "sort": sort,
+            "change": change,
+        }
+    )
+    return render(request, "dashboard/run_compare_items.html", context)
+
+
+urlpatterns = [
+    path("runs/compare/", run_compare, name="run_compare"),
+    path("runs/compare/items/", run_compare_items, name="run_compare_items"),
+]
