@@ -22,6 +22,7 @@ import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from django.conf import settings
@@ -56,6 +57,10 @@ REMOTE_TO_BATCH = {
 }
 THROTTLED = "judge API throttled"
 ITEM_FIELDS = ["status", "error_message", "execution_log_id", "started_at", "completed_at", "change_seq"]
+
+
+class RowsGone(Exception):
+    """The run (or the batch) an answer is for was deleted while the call was out: nothing to record."""
 
 
 def pump_owner() -> str:
@@ -366,11 +371,18 @@ class Pump:
     # --- Recording outcomes -------------------------------------------------------------------------
 
     def record(self, outcome: Outcome) -> None:
+        action = outcome.action
         try:
             self.record_outcome(outcome)
+        except RowsGone:
+            logger.info("pump dropped the %s of batch %s: its run was deleted", action.kind, action.tag)
         except Exception:
+            # A delete that raced the write (a lock or a foreign key that lost) is still a deletion.
+            if not RemoteBatch.objects.filter(pk=action.batch_id).exists():
+                logger.info("pump dropped the %s of batch %s: its run was deleted", action.kind, action.tag)
+                return
             # The batch keeps its lease until it runs out, then another attempt picks it up.
-            logger.exception("pump could not record %s of batch %s", outcome.action.kind, outcome.action.tag)
+            logger.exception("pump could not record %s of batch %s", action.kind, action.tag)
 
     def record_outcome(self, outcome: Outcome) -> None:
         action = outcome.action
@@ -389,6 +401,7 @@ class Pump:
     def record_created(self, action: Action, *, remote_id: str) -> None:
         now = timezone.now()
         with transaction.atomic():
+            lock_run(action)
             RemoteBatch.objects.filter(pk=action.batch_id).update(
                 status=RemoteBatch.Status.RUNNING,
                 remote_id=remote_id,
@@ -404,6 +417,7 @@ class Pump:
     def record_lookup(self, action: Action, found: Batch | None) -> None:
         now = timezone.now()
         with transaction.atomic():
+            lock_run(action)
             if found is not None:
                 logger.info(
                     "batch %s was created after all (as %s); not sending it again", action.tag, found.id
@@ -429,7 +443,9 @@ class Pump:
 
     def record_poll(self, action: Action, remote: Batch) -> None:
         now = timezone.now()
-        batch = RemoteBatch.objects.get(pk=action.batch_id)
+        batch = RemoteBatch.objects.filter(pk=action.batch_id).first()
+        if batch is None:
+            raise RowsGone
         items = {item.index_in_batch: item for item in Item.objects.filter(batch=batch)}
         changed: list[Item] = []
         scores: list[Score] = []
@@ -473,6 +489,11 @@ class Pump:
 
         interval = self.next_poll_seconds(batch, remote, now=now, progressed=bool(changed))
         with transaction.atomic():
+            run = lock_run(action)
+            # The run's first completed items: time to learn its thresholds from one of their logs.
+            learn = completed > 0 and run.completed_count == 0 and run.thresholds_learned_at is None
+            if not RemoteBatch.objects.filter(pk=batch.pk).exists():
+                raise RowsGone
             batch_update: dict[str, Any] = {
                 "remote_status": remote.status,
                 "attempts": 0,
@@ -499,6 +520,8 @@ class Pump:
             clear_backoff(action.run_id)
             if remote.is_finished:
                 run_finish_if_done(run_id=action.run_id)
+            if learn:
+                transaction.on_commit(partial(learn_thresholds_later, action.run_id))
 
     def next_poll_seconds(
         self, batch: RemoteBatch, remote: Batch, *, now: datetime, progressed: bool
@@ -521,15 +544,17 @@ class Pump:
             if action.kind == "poll"
             else settings.DOCKET_MAX_CREATE_ATTEMPTS
         )
-        logger.warning(
-            "batch %s: %s failed (attempt %d%s): %s",
-            action.tag,
-            action.kind,
-            action.attempt,
-            ", permanent" if error.permanent else "",
-            error.message,
-        )
         with transaction.atomic():
+            # First: a failed call for a run deleted meanwhile is no failure worth a warning or an event.
+            lock_run(action)
+            logger.warning(
+                "batch %s: %s failed (attempt %d%s): %s",
+                action.tag,
+                action.kind,
+                action.attempt,
+                ", permanent" if error.permanent else "",
+                error.message,
+            )
             JudgeApiEvent.objects.create(
                 action=action.kind,
                 status=error.reason,
@@ -543,7 +568,11 @@ class Pump:
                     message = f"The judge API rejected this batch: {error.message}"
                 else:
                     message = f"Gave up after {action.attempt} attempts. Last error: {error.message}"
-                fail_batch(action.batch_id, run_id=action.run_id, message=message)
+                # The judge refused what was sent (a 400 or 422 on the batch): the same items sent again
+                # are refused again. Not a refused key (fixed in settings), nor a poll's error (a batch
+                # the judge lost can be sent anew), nor giving up after passing failures.
+                unfixable = error.permanent and action.kind == "create" and error.status not in (401, 403)
+                fail_batch(action.batch_id, run_id=action.run_id, message=message, permanent=unfixable)
                 return
             delay = backoff_seconds(action.attempt, error.retry_after)
             if action.kind == "create":
@@ -630,20 +659,55 @@ def clear_backoff(run_id: int) -> None:
     )
 
 
-def fail_batch(batch_id: int, *, run_id: int, message: str) -> None:
-    """Give up on a batch: its unfinished items fail with `message` (inside a transaction)."""
+def fail_batch(batch_id: int, *, run_id: int, message: str, permanent: bool = False) -> None:
+    """Give up on a batch: its unfinished items fail with `message` (inside a transaction).
+
+    `permanent`: the judge rejected what the batch sent (a 400 or 422), so sending the same items again
+    cannot help; retries skip them (Item.error_is_permanent).
+    """
     now = timezone.now()
     seq = bump_change_seq(run_id)
     failed = (
         Item.objects.filter(batch_id=batch_id)
         .exclude(status__in=Item.FINISHED)
-        .update(status=Item.Status.FAILED, error_message=message, completed_at=now, change_seq=seq)
+        .update(
+            status=Item.Status.FAILED,
+            error_message=message,
+            completed_at=now,
+            change_seq=seq,
+            error_is_permanent=permanent,
+        )
     )
     Run.objects.filter(pk=run_id).update(failed_count=F("failed_count") + failed, last_error=message[:2000])
     RemoteBatch.objects.filter(pk=batch_id).update(
         status=RemoteBatch.Status.FAILED, last_error=message[:2000], finished_at=now, lease_until=None
     )
     run_finish_if_done(run_id=run_id)
+
+
+def lock_run(action: Action) -> Run:
+    """Lock the action's run for the rest of the transaction, or raise RowsGone if it was deleted.
+
+    Every write of an outcome takes this lock first, the run being the root of everything deleted with
+    it: a delete that holds it makes the late answer find nothing here, instead of half writing it.
+    """
+    run = (
+        Run.objects.select_for_update()
+        .only("pk", "completed_count", "thresholds_learned_at")
+        .filter(pk=action.run_id)
+        .first()
+    )
+    if run is None:
+        raise RowsGone
+    return run
+
+
+def learn_thresholds_later(run_id: int) -> None:
+    """A task that reads one execution log of the run and keeps its thresholds (off the pump's loop:
+    the pump only records; a lost task is made up for by the watchdog)."""
+    from django_q.tasks import async_task
+
+    async_task("evals.tasks.run_thresholds_learn", run_id, task_name="thresholds", group="thresholds")
 
 
 def cancel_batch(batch_id: int, *, run_id: int) -> None:

@@ -11,6 +11,10 @@ Formulas (n scores x_1..x_n of one evaluator):
     95% CI      x̄ ± t(0.975, n - 1) · s / √n           (Student's t; none below n = 2)
     median      the middle score, or the mean of the two middle scores when n is even
     pass rate   #(x >= threshold) / n
+
+The threshold of each evaluator is the run's own (`Run.threshold_for`): learned once from the judge's
+execution log when the run's first item completed, never from logs fetched later; a threshold asked
+for in the URL is an override, and says so.
 """
 
 from __future__ import annotations
@@ -24,10 +28,9 @@ from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, QuerySet, S
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from evals.models import Item, Run, Score
-from evals.services.runs import run_chain, run_items_merged
+from evals.models import Run, Score
+from evals.services.runs import run_items_merged
 
-DEFAULT_THRESHOLD = 0.5
 HISTOGRAM_BINS = 10
 SLICE_LIMIT = 30
 CONFIDENCE = 0.95
@@ -203,7 +206,8 @@ class EvaluatorStats:
     minimum: float | None
     maximum: float | None
     threshold: float
-    # "url" (asked for in the address), "judge" (the judge's own, from an execution log) or "default"
+    # As Run.threshold_for gives it: "override" (asked for in the address), "judge" (the judge's own,
+    # learned with the run), "default" (0.5: the judge named none) or "pending" (0.5 until learned).
     threshold_source: str
     passed: int
     # Items of the view without a score from this evaluator (failed, pending, cancelled, or skipped).
@@ -238,28 +242,6 @@ class RunStatistics:
     slice_column: str | None
 
 
-def judge_thresholds(run: Run, *, sample: int = 20) -> dict[str, float]:
-    """The judge's own pass thresholds, where an execution log fetched for one of the run's items gave them.
-
-    Scorable gives per-evaluator thresholds only in execution logs (scorable-api.md §5), which Docket
-    fetches on demand and keeps in Item.log_detail; a few such logs are enough.
-    """
-    found: dict[str, float] = {}
-    details = (
-        Item.objects.filter(run_id__in=run_chain(run), log_detail__isnull=False)
-        .values_list("log_detail", flat=True)
-        .order_by()[:sample]
-    )
-    for detail in details:
-        thresholds = detail.get("thresholds") if isinstance(detail, dict) else None
-        if not isinstance(thresholds, dict):
-            continue
-        for name, value in thresholds.items():
-            if name not in found and isinstance(value, int | float) and not isinstance(value, bool):
-                found[name] = float(value)
-    return found
-
-
 def thresholds_from_params(params: Mapping[str, Any], evaluators: Iterable[str]) -> dict[str, float]:
     """Thresholds asked for in the URL: `threshold=0.7` for every evaluator, `threshold.<name>=0.7` for one."""
     chosen: dict[str, float] = {}
@@ -271,15 +253,6 @@ def thresholds_from_params(params: Mapping[str, Any], evaluators: Iterable[str])
         elif every is not None:
             chosen[name] = every
     return chosen
-
-
-def choose_threshold(name: str, *, url: Mapping[str, float], judge: Mapping[str, float]) -> tuple[float, str]:
-    """The pass threshold of an evaluator and where it came from: the URL, the judge's own, or 0.5."""
-    if name in url:
-        return url[name], "url"
-    if name in judge:
-        return judge[name], "judge"
-    return DEFAULT_THRESHOLD, "default"
 
 
 def _number(value: Any) -> float | None:
@@ -307,15 +280,17 @@ def run_statistics(
     thresholds: Mapping[str, float] | None = None,
     slice_column: str | None = None,
 ) -> RunStatistics:
-    """Per evaluator statistics of a run; `thresholds` (from the URL) override the judge's own."""
+    """Per evaluator statistics of a run at the run's own thresholds; `thresholds` (from the URL) override them.
+
+    With `latest`, the run's thresholds also judge the verdicts of its retries (same judge, same version).
+    """
     thresholds = dict(thresholds or {})
-    own = judge_thresholds(run)
     items = run_items_merged(run).count() if latest else run.total_count
     if slice_column is not None and slice_column not in run.dataset.metadata_columns:
         slice_column = None
     evaluators = []
     for name in run.evaluators:
-        threshold, source = choose_threshold(name, url=thresholds, judge=own)
+        threshold, source = run.threshold_for(name, override=thresholds.get(name))
         evaluators.append(
             evaluator_statistics(
                 run,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +13,7 @@ from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals import client
-from evals.client import JudgeAPI
+from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError
 from evals.models import Dataset, Item, Judge, JudgeApiEvent, RemoteBatch, Run, Score
 from evals.pump import pump
 from evals.services.runs import (
@@ -333,3 +335,94 @@ def test_throttling_is_shown_on_the_run_while_it_lasts(
     assert (event.action, event.status, event.throttled, event.run_id) == ("create", "429", True, run.pk)
     offline_judge("item_ms=1,lanes=100")
     assert judge_batches_by_tag(run) == Counter()
+
+
+# --- Late answers for rows that are gone, and batches the judge refuses ------------------------------------
+
+
+class DeletesTheRunDuringTheCall(JudgeAPI):
+    """The judge answers after the run was deleted (from its page, say) while the call was out."""
+
+    during = "poll"
+    error: JudgeError | None = None
+
+    def gone(self, kind: str) -> None:
+        if kind == self.during:
+            Run.objects.all().delete()
+            if self.error is not None:
+                raise self.error
+
+    def create_batch(self, judge_id: str, **kwargs: Any) -> BatchCreated:
+        created = super().create_batch(judge_id, **kwargs)
+        self.gone("create")
+        return created
+
+    def get_batch(self, batch_id: str, *, attempt: int = 1) -> Batch:
+        found = super().get_batch(batch_id, attempt=attempt)
+        self.gone("poll")
+        return found
+
+
+@pytest.mark.parametrize(
+    ("during", "error"),
+    [
+        ("create", None),
+        ("poll", None),
+        ("poll", JudgeError("The judge API failed (503).", status=503)),
+        ("poll", JudgeError("The judge API rejected it (404).", status=404, permanent=True)),
+    ],
+    ids=["created", "polled", "poll-failed", "poll-refused"],
+)
+def test_the_pump_drops_answers_for_a_deleted_run_without_an_error(
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    caplog: pytest.LogCaptureFixture,
+    during: str,
+    error: JudgeError | None,
+) -> None:
+    run = run_create(dataset=make_dataset(120), judge=judges[SUPPORT_JUDGE])
+    api = DeletesTheRunDuringTheCall.from_settings()
+    assert isinstance(api, DeletesTheRunDuringTheCall)
+    api.during, api.error = during, error
+    caplog.set_level("INFO", logger="evals")
+    with api:
+        report = pump(budget_seconds=30, api=api, concurrency=1, requeue=False)
+    assert report.actions >= 1
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert not Item.objects.exists() and not Score.objects.exists() and not RemoteBatch.objects.exists()
+    assert not JudgeApiEvent.objects.exists()
+    pump_logs = [record for record in caplog.records if record.name == "evals.pump"]
+    assert [record.getMessage() for record in pump_logs if record.levelno >= logging.WARNING] == []
+    assert any("its run was deleted" in record.getMessage() for record in pump_logs)
+
+
+def test_a_batch_the_judge_refuses_fails_its_items_for_good_while_judge_failed_items_stay_retryable(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], offline_judge: Callable[[str], None]
+) -> None:
+    refused = pump_until_finished(
+        run_create(
+            dataset=make_dataset(5),
+            judge=judges[SUPPORT_JUDGE],
+            judge_version_id="00000000-0000-0000-0000-000000000000",
+        )
+    )
+    assert refused.status == Run.Status.FAILED
+    assert list(refused.items.values_list("error_is_permanent", flat=True)) == [True] * 5
+
+    offline_judge("item_ms=1,lanes=100,item_fail=0.5,seed=3")
+    partial = pump_until_finished(run_create(dataset=make_dataset(20), judge=judges[SUPPORT_JUDGE]))
+    assert partial.failed_count > 0
+    assert not partial.items.filter(error_is_permanent=True).exists()
+
+
+def test_a_batch_given_up_after_passing_failures_stays_retryable(
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    offline_judge: Callable[[str], None],
+    settings: SettingsWrapper,
+) -> None:
+    settings.DOCKET_MAX_CREATE_ATTEMPTS = 2
+    offline_judge("item_ms=1,lanes=100,error=1")
+    run = pump_until_finished(run_create(dataset=make_dataset(5), judge=judges[SUPPORT_JUDGE]))
+    assert run.status == Run.Status.FAILED and "Gave up after 2 attempts" in run.last_error
+    assert not run.items.filter(error_is_permanent=True).exists()

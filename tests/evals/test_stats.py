@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from django.http import QueryDict
+from django.utils import timezone
 
 from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
 from evals.services.stats import (
     incomplete_beta,
-    judge_thresholds,
     mean_interval,
     mean_interval_of,
     run_statistics,
@@ -50,10 +50,12 @@ def build_run(
     retry_of: Run | None = None,
     positions: Sequence[int] | None = None,
     chunk: int = 5_000,
+    thresholds: dict[str, float] | None = None,
 ) -> Run:
     """A finished run with these scores per evaluator (None: no score; a row with none at all failed).
 
     Everything goes in with bulk_create, so 20,000 items take seconds, not a pump's minutes.
+    `thresholds`: what the run learned from the judge's log (without: not learned yet, "pending").
     """
     evaluators = list(scores)
     rows = len(next(iter(scores.values()))) if scores else 0
@@ -87,7 +89,7 @@ def build_run(
                     dataset=dataset,
                     position=position,
                     metadata=metadata(position) if metadata else {},
-                    content_hash=Example.hash_content(**fields),
+                    input_key=Example.make_input_key(**{k: v for k, v in fields.items() if k != "response"}),
                     **fields,
                 )
             )
@@ -120,6 +122,8 @@ def build_run(
         evaluators=evaluators,
         score_summary=summary,
         retry_of=retry_of,
+        thresholds=thresholds or {},
+        thresholds_learned_at=timezone.now() if thresholds is not None else None,
     )
     batches = RemoteBatch.objects.bulk_create(
         RemoteBatch(
@@ -246,8 +250,8 @@ def test_run_statistics_worked_by_hand() -> None:
     assert polite.interval.high == pytest.approx(0.992649, abs=1e-6)
     assert polite.median == pytest.approx(0.6)
     assert (polite.minimum, polite.maximum) == (0.2, 1.0)
-    # Default threshold 0.5: 0.6, 0.8 and 1.0 pass.
-    assert (polite.threshold, polite.threshold_source) == (0.5, "default")
+    # Not learned from the judge yet: 0.5 until then, and said to be pending. 0.6, 0.8 and 1.0 pass.
+    assert (polite.threshold, polite.threshold_source) == (0.5, "pending")
     assert polite.passed == 3 and polite.pass_rate == pytest.approx(0.6)
     # Bins of 0.1; 0.6 belongs to [0.6, 0.7) (not the bin below), 1.0 to the last bin.
     assert [b.count for b in polite.bins] == [0, 0, 1, 0, 1, 0, 1, 0, 1, 1]
@@ -261,26 +265,44 @@ def test_run_statistics_worked_by_hand() -> None:
 
 
 @pytest.mark.django_db
-def test_the_threshold_is_the_judges_own_where_a_log_gave_it_then_the_urls() -> None:
-    run = build_run({"Politeness": [0.2, 0.4, 0.6, 0.8, 1.0], "Concision": [0.5, 0.5, 0.5, 0.5, 0.5]})
-    Item.objects.filter(run=run, position=3).update(
-        log_detail={"cost": 0.01, "model": "m", "thresholds": {"Politeness": 0.7}}
+def test_the_threshold_is_the_runs_own_and_a_url_threshold_overrides_it() -> None:
+    run = build_run(
+        {"Politeness": [0.2, 0.4, 0.6, 0.8, 1.0], "Concision": [0.5, 0.5, 0.5, 0.5, 0.5]},
+        thresholds={"Politeness": 0.7},
     )
-    assert judge_thresholds(run) == {"Politeness": 0.7}
     stats = {entry.name: entry for entry in run_statistics(run=run).evaluators}
     assert (stats["Politeness"].threshold, stats["Politeness"].threshold_source) == (0.7, "judge")
     assert stats["Politeness"].passed == 2  # 0.8 and 1.0
+    # Learned, and the judge's log named no threshold for Concision: the default, said so.
     assert (stats["Concision"].threshold, stats["Concision"].threshold_source) == (0.5, "default")
     assert stats["Concision"].passed == 5  # 0.5 >= 0.5
 
-    # The URL wins: one evaluator's own parameter over the general one; junk is ignored.
+    # The URL overrides: one evaluator's own parameter over the general one; junk is ignored.
     params = QueryDict("threshold=0.55&threshold.Politeness=0.9&threshold.Nobody=0.1")
     chosen = thresholds_from_params(params, run.evaluators)
     assert chosen == {"Politeness": 0.9, "Concision": 0.55}
     stats = {entry.name: entry for entry in run_statistics(run=run, thresholds=chosen).evaluators}
-    assert (stats["Politeness"].passed, stats["Politeness"].threshold_source) == (1, "url")
-    assert stats["Concision"].passed == 0
+    assert (stats["Politeness"].passed, stats["Politeness"].threshold_source) == (1, "override")
+    assert (stats["Concision"].passed, stats["Concision"].threshold_source) == (0, "override")
     assert thresholds_from_params(QueryDict("threshold=abc&threshold.Politeness=nan"), run.evaluators) == {}
+
+
+@pytest.mark.django_db
+def test_an_execution_log_kept_on_an_item_moves_no_threshold() -> None:
+    """The issue's complaint: pass rates moved when someone fetched a log on the item page."""
+    learned = build_run({"Politeness": [0.2, 0.4, 0.6, 0.8, 1.0]}, thresholds={})
+    pending = build_run({"Politeness": [0.2, 0.4, 0.6, 0.8, 1.0]})
+    before = [run_statistics(run=run).evaluators[0] for run in (learned, pending)]
+    for run in (learned, pending):
+        Item.objects.filter(run=run, position=3).update(
+            log_detail={"cost": 0.01, "model": "m", "thresholds": {"Politeness": 0.7}}
+        )
+    after = [run_statistics(run=run).evaluators[0] for run in (learned, pending)]
+    assert [(s.threshold, s.threshold_source, s.passed) for s in before] == [
+        (0.5, "default", 3),
+        (0.5, "pending", 3),
+    ]
+    assert after == before
 
 
 @pytest.mark.django_db
