@@ -42,3 +42,37 @@ def watchdog() -> None:
     if RemoteBatch.objects.unfinished().exists() and not pump_alive():
         wake_pump()
     JudgeApiEvent.objects.filter(at__lt=timezone.now() - timedelta(days=1)).delete()
+    watchdog_learn_thresholds()
+    watchdog_retention()
+
+
+def run_thresholds_learn(run_id: int) -> None:
+    """Enqueued by the pump when a run's first items complete: read one execution log, keep its thresholds."""
+    from evals.client import JudgeAPI
+    from evals.models import Run
+    from evals.services.thresholds import run_thresholds_learn as learn
+
+    run = Run.objects.select_related("judge").filter(pk=run_id).first()
+    if run is None:  # deleted since
+        return
+    with JudgeAPI.from_settings() as api:
+        learn(run=run, api=api)
+
+
+def watchdog_learn_thresholds() -> None:
+    """The watchdog's share of threshold learning: runs whose task was lost, and runs from before it existed."""
+    import logging
+
+    from evals.services.thresholds import runs_thresholds_learn_due
+
+    try:
+        runs_thresholds_learn_due()
+    except Exception:  # the watchdog's other duties must still run; the next round tries again
+        logging.getLogger("evals.thresholds").exception("the watchdog could not learn thresholds")
+
+
+def watchdog_retention() -> None:
+    """The watchdog's share of retention: runs and datasets past DOCKET_RETENTION_DAYS, abandoned uploads."""
+    from evals.services.retention import retention_apply
+
+    retention_apply()

@@ -20,6 +20,7 @@ from dashboard.forms_datasets import CappedUploadHandler, ImportForm, ReadOption
 from evals import ingest
 from evals.models import Dataset, Example, Upload
 from evals.services import datasets as services
+from evals.services import retention
 
 ROWS_PER_PAGE = 50
 PROBLEMS_PER_PAGE = 50
@@ -392,16 +393,22 @@ def dataset_rename(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """GET: what goes (rows, runs with their retries, uploaded files). POST: delete it all."""
     dataset = _dataset(dataset_id)
     if request.method == "POST":
         try:
-            services.dataset_delete(dataset=dataset)
+            deleted = retention.dataset_delete_with_runs(dataset=dataset, by=request.user.get_username())
         except services.DatasetError as error:
             messages.error(request, str(error))
             return redirect("dataset_detail", dataset_id=dataset_id)
-        messages.success(request, f"Deleted “{dataset.name}” and its {dataset.row_count:,} rows.")
+        runs = len(deleted.runs)
+        what = f"its {deleted.examples:,} rows"
+        if runs:
+            what = f"{what}, {runs} run{'s' if runs != 1 else ''} and their {deleted.scores:,} scores"
+        messages.success(request, f"Deleted “{dataset.name}” and {what}.")
         return redirect("dataset_list")
-    return render(request, "dashboard/dataset_delete.html", {"dataset": dataset})
+    plan = retention.dataset_deletion_plan(dataset=dataset)
+    return render(request, "dashboard/dataset_delete.html", {"dataset": dataset, "plan": plan})
 
 
 urlpatterns = [

@@ -1,33 +1,43 @@
-"""Runs: start one, watch it live, cancel it, retry its failures, list them all."""
+"""Runs: start one, watch it live, cancel it, retry its failures, delete it, list them all."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import Sum
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest
-from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
-from evals.selectors import ResultsQuery, results_page
+from evals.models import Dataset, Item, Judge, RemoteBatch, Run
+from evals.selectors import ResultsQuery, items_with_details, metadata_values, results_count, results_page
+from evals.services.retention import run_delete, run_deletion_plan
 from evals.services.runs import (
+    RetryPlan,
     RunError,
     run_cancel,
+    run_chain,
     run_create,
     run_preflight,
-    run_retry_failed,
+    run_retry,
+    run_retry_plan,
+    run_root,
 )
+
+# The session key that makes the run page show "Run started" in its live header until the run ends.
+STARTED_KEY = "docket_run_started"
 
 
 def home(request: HtmxHttpRequest) -> HttpResponse:
@@ -78,9 +88,7 @@ def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
         except RunError as exc:
             error = str(exc)
         else:
-            messages.success(
-                request, f"Run started: {run.total_count} items in {run.batches.count()} remote batches."
-            )
+            request.session[STARTED_KEY] = run.pk
             return redirect("run_detail", pk=run.pk)
     template = "dashboard/run_create.html"
     if request.htmx and request.method == "GET":
@@ -121,14 +129,44 @@ def attach_scores(run: Run, items: list[Item]) -> None:
         item.cells = [(name, by_name.get(name)) for name in run.evaluators]  # type: ignore[attr-defined]
 
 
-def live_context(access: RunAccess, *, row_ids: list[int]) -> dict[str, Any]:
+def retry_plan_for(access: RunAccess) -> RetryPlan | None:
+    """The retry the header offers, for a finished run of a chain with failed or cancelled rows."""
+    run = access.run
+    if access.read_only or not run.is_finished:
+        return None
+    chain = run_chain(run_root(run))
+    totals = Run.objects.filter(pk__in=chain).aggregate(
+        failed=Sum("failed_count"), cancelled=Sum("cancelled_count")
+    )
+    if not (totals["failed"] or totals["cancelled"]):
+        return None
+    return run_retry_plan(run=run, shown=0)
+
+
+def started_notice(run: Run) -> str:
+    batches = math.ceil(run.total_count / run.batch_size) if run.batch_size else 0
+    what = "Retry started" if run.retry_of_id else "Run started"
+    return (
+        f"{what}: {run.total_count:,} item{'s' if run.total_count != 1 else ''} in {batches:,} remote "
+        f"batch{'es' if batches != 1 else ''}. Scores appear below as they arrive."
+    )
+
+
+def live_context(
+    access: RunAccess, *, row_ids: list[int], started: bool = False, query: ResultsQuery | None = None
+) -> dict[str, Any]:
     run = access.run
     now = timezone.now()
     elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
     if run.finished_at and run.started_at:
         elapsed = (run.finished_at - run.started_at).total_seconds()
-    rate = run.done_count / elapsed if elapsed > 0 and run.done_count else None
+    # Cancelled items were never sent: they count neither toward progress nor toward the pace.
+    judged = run.completed_count + run.failed_count
+    to_judge = max(run.total_count - run.cancelled_count, 0)
+    rate = judged / elapsed if elapsed > 0 and judged else None
+    # After a cancel, what is still pending is in batches already sent: the ETA covers only those.
     eta = run.pending_count / rate if rate and not run.is_finished else None
+    started = started and not run.is_finished and not access.read_only
     backoff_seconds = (run.backoff_until - now).total_seconds() if run.backoff_until else None
     processing = run.items.filter(status=Item.Status.PROCESSING).count() if not run.is_finished else 0
     troubled = list(
@@ -138,6 +176,9 @@ def live_context(access: RunAccess, *, row_ids: list[int]) -> dict[str, Any]:
         .order_by("position")
         .values("position", "attempts", "last_error", "status", "next_action_at")[:5]
     )
+    for batch in troubled:
+        # The judge's messages may quote a row's text and name its ids: a share link sees them masked.
+        batch["last_error"] = access.visibility.message(batch["last_error"])
 
     def width(count: int) -> float:
         return round(100 * count / run.total_count, 2) if run.total_count else 0.0
@@ -158,22 +199,36 @@ def live_context(access: RunAccess, *, row_ids: list[int]) -> dict[str, Any]:
         },
         "backoff_seconds": backoff_seconds if backoff_seconds and backoff_seconds > 0 else None,
         "troubled": troubled,
-        "live_url": f"{access.url('live')}?cursor={run.change_seq}&rows={','.join(map(str, row_ids))}",
-        "can_retry": not access.read_only and run.is_finished and (run.failed_count or run.cancelled_count),
+        "live_url": f"{access.url('live')}?cursor={run.change_seq}&rows={','.join(map(str, row_ids))}"
+        + ("&started=1" if started else "")
+        # The page's results view, so that live rows link to items in the page's order.
+        + (f"&{urlencode(query.to_params())}" if query else ""),
+        "item_query": query.link_query(run) if query else "",
+        "judged": judged,
+        "to_judge": to_judge,
+        "retry_plan": retry_plan_for(access),
+        "started_notice": started_notice(run) if started else "",
     }
 
 
 def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     """The run: its live header, and its items as a results table that sorts and filters in the URL."""
     run = access.run
-    retries = list(run.retries.order_by("created_at"))
-    query = ResultsQuery.from_params(request.GET, run=run)
+    retries = [access.visibility.redact_run(retry) for retry in run.retries.order_by("created_at")]
+    query = access.results_query(request.GET)
     if query.latest and not retries:
         query = replace(query, latest=False)
     page = results_page(run, query, cursor=request.GET.get("after") or None)
     attach_scores(run, page.rows)
+    # Shown once, after the redirect from starting the run; the live header keeps it until the run ends.
+    started = not access.read_only and request.session.pop(STARTED_KEY, None) == run.pk
     # Rows of the run itself update live; rows merged from retries belong to other runs.
-    context = live_context(access, row_ids=[] if query.latest else [item.pk for item in page.rows])
+    context = live_context(
+        access,
+        row_ids=[] if query.latest else [item.pk for item in page.rows],
+        started=started,
+        query=query,
+    )
     context.update(
         {
             "rows": page.rows,
@@ -183,6 +238,9 @@ def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
             "query": query,
             "statuses": Item.Status.choices,
             "metadata_columns": run.dataset.metadata_columns,
+            "metadata_values": metadata_values(run) if run.dataset.metadata_columns else {},
+            # "37 of 5,000 items match": the pages of a filtered view, counted together.
+            "match_count": results_count(run, query) if query.is_filtered else None,
         }
     )
     return render(request, "dashboard/run_detail.html", context)
@@ -202,14 +260,12 @@ def run_live(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     row_ids = [int(part) for part in request.GET.get("rows", "").split(",") if part.isdigit()][:LIVE_ROWS_MAX]
     if cursor == run.change_seq and not (run.backoff_until and run.backoff_until > timezone.now()):
         return HttpResponse(status=204)
-    changed = list(
-        run.items.filter(pk__in=row_ids, change_seq__gt=cursor)
-        .select_related("example")
-        .prefetch_related(Prefetch("scores", queryset=Score.objects.order_by("evaluator_name")))
-    )
+    changed = items_with_details(run.items.filter(pk__in=row_ids, change_seq__gt=cursor), access.visibility)
     attach_scores(run, changed)
-    context = live_context(access, row_ids=row_ids)
+    query = access.results_query(request.GET)
+    context = live_context(access, row_ids=row_ids, started=request.GET.get("started") == "1", query=query)
     context["changed"] = changed
+    context["query"] = query
     return render(request, "dashboard/run_live.html", context)
 
 
@@ -229,16 +285,63 @@ def run_cancel_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect("run_detail", pk=run.pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def run_retry_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run, pk=pk)
-    try:
-        retry = run_retry_failed(run=run, created_by=request.user)
-    except RunError as exc:
-        messages.error(request, str(exc))
-        return redirect("run_detail", pk=run.pk)
-    messages.success(request, f"Retrying {retry.total_count} failed or cancelled items of {run}.")
-    return redirect("run_detail", pk=retry.pk)
+    """GET: what a retry would send and skip. POST: start it, or return to the one already under way."""
+    run = get_object_or_404(Run.objects.select_related("dataset", "judge"), pk=pk)
+    if request.method == "POST":
+        try:
+            retry, created = run_retry(run=run, created_by=request.user)
+        except RunError as exc:
+            messages.error(request, str(exc))
+            return redirect("run_detail", pk=run.pk)
+        if created:
+            request.session[STARTED_KEY] = retry.pk
+        else:
+            messages.info(request, f"{retry} is already retrying these items: nothing new was sent.")
+        return redirect("run_detail", pk=retry.pk)
+    plan = run_retry_plan(run=run)
+    return render(request, "dashboard/run_retry.html", {"run": run, "plan": plan})
+
+
+# --- Delete -------------------------------------------------------------------------------------------
+
+
+def _chosen_runs(request: HtmxHttpRequest, pk: int | None) -> list[Run]:
+    if pk is not None:
+        return [get_object_or_404(Run, pk=pk)]
+    source = request.POST if request.method == "POST" else request.GET
+    ids = [int(value) for value in source.getlist("run") if value.isdigit()]
+    return list(Run.objects.filter(pk__in=ids))
+
+
+@require_http_methods(["GET", "POST"])
+def run_delete_view(request: HtmxHttpRequest, pk: int | None = None) -> HttpResponse:
+    """GET: what goes (the runs with their retries, and how many rows). POST: delete them."""
+    runs = _chosen_runs(request, pk)
+    if not runs:
+        messages.error(request, "Choose at least one run to delete (tick it in the list).")
+        return redirect("run_list")
+    if request.method == "POST":
+        deleted = run_delete(runs=runs, by=request.user.get_username())
+        count = len(deleted.runs)
+        messages.success(
+            request,
+            f"Deleted {count} run{'s' if count != 1 else ''}: {deleted.items:,} items, "
+            f"{deleted.scores:,} scores and {deleted.share_links:,} share links.",
+        )
+        return redirect("run_list")
+    plan = run_deletion_plan(runs=runs)
+    selected = {run.pk for run in runs}
+    return render(
+        request,
+        "dashboard/run_delete.html",
+        {
+            "plan": plan,
+            "retries_added": [run for run in plan.runs if run.pk not in selected],
+            "single": pk,
+        },
+    )
 
 
 urlpatterns = [
@@ -251,4 +354,6 @@ urlpatterns = [
     path("s/<str:token>/live/", shared(run_live, record_use=False), name="shared_run_live"),
     path("runs/<int:pk>/cancel/", run_cancel_view, name="run_cancel"),
     path("runs/<int:pk>/retry/", run_retry_view, name="run_retry"),
+    path("runs/<int:pk>/delete/", run_delete_view, name="run_delete"),
+    path("runs/delete/", run_delete_view, name="run_delete_many"),
 ]

@@ -170,15 +170,27 @@ def test_rename(logged_in: Client) -> None:
     assert "A dataset needs a name." in response.content.decode()
 
 
-def test_delete_is_refused_with_a_reason_while_runs_use_it(logged_in: Client) -> None:
+def test_delete_takes_the_runs_that_use_it_after_a_confirmation_that_lists_them(logged_in: Client) -> None:
     dataset = make_dataset(2)
+    kept = make_dataset(1, name="Other answers")
     judge = Judge.objects.create(api_url="http://judge", remote_id="j", source="offline", name="J")
-    Run.objects.create(dataset=dataset, judge=judge)
+    runs = [
+        Run.objects.create(dataset=dataset, judge=judge, name=name, status=Run.Status.COMPLETED)
+        for name in ("nightly", "release 2.3")
+    ]
+    other = Run.objects.create(dataset=kept, judge=judge, name="elsewhere", status=Run.Status.COMPLETED)
     confirm = logged_in.get(reverse("dataset_delete", args=[dataset.pk])).content.decode()
-    assert "1 run uses this dataset, so it can't be deleted" in confirm
+    assert "runs first" not in confirm
+    assert "2 runs use this dataset" in confirm and "They go too" in confirm
+    for run in runs:
+        assert f'<a href="/runs/{run.pk}/">{run.name}</a>' in confirm
+    assert "elsewhere" not in confirm
+    assert "Delete the dataset and 2 runs" in confirm
+    assert Run.objects.count() == 3, "a GET deletes nothing"
     response = logged_in.post(reverse("dataset_delete", args=[dataset.pk]), follow=True)
-    assert "1 run uses this dataset, so it can&#x27;t be deleted" in response.content.decode()
-    assert Dataset.objects.filter(pk=dataset.pk).exists()
+    assert "Deleted “Support answers” and its 2 rows, 2 runs and their 0 scores." in response.content.decode()
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
+    assert list(Run.objects.all()) == [other] and Example.objects.filter(dataset=kept).count() == 1
 
 
 def test_delete_removes_the_dataset_and_its_rows(logged_in: Client) -> None:

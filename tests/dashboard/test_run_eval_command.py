@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from evals.models import Dataset, Judge, Run
+from evals.services.runs import run_cancel, run_create
 from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
 
 pytestmark = pytest.mark.usefixtures("offline_judge")
@@ -45,10 +46,66 @@ def test_wait_prints_progress_a_summary_per_evaluator_and_ends_with_the_status(
     assert lines[-1] == f"run {run.pk}: completed"
     assert run.tags == ["ci"]
     assert any(line.startswith(f"run {run.pk}: completed, 30/30 done") for line in lines)
-    assert lines[-1 - len(run.evaluators) - 1].split() == ["evaluator", "n", "mean", "min", ">=", "0.5"]
+    assert lines[-1 - len(run.evaluators) - 1].split() == [
+        "evaluator",
+        "n",
+        "mean",
+        "min",
+        "threshold",
+        "pass",
+    ]
     for name, mean, n in run.evaluator_means:
         row = next(line for line in lines if line.startswith(name))
-        assert row.split()[-4:-1] == [str(n), f"{mean:.3f}", f"{run.score_summary[name]['min']:.3f}"]
+        assert row.split()[-6:-3] == [str(n), f"{mean:.3f}", f"{run.score_summary[name]['min']:.3f}"]
+
+
+def summary_rows(out: str, run: Run) -> dict[str, list[str]]:
+    """Per evaluator: threshold, where it came from, pass rate (the last three columns)."""
+    lines = out.strip().splitlines()
+    return {
+        name: next(line for line in lines if line.startswith(name)).split()[-3:] for name in run.evaluators
+    }
+
+
+def half_curt(position: int) -> str:
+    # Politeness 0.7 + 0.15 ("thanks") - 0.35 ("obviously") = 0.5 on even rows, 0.85 on odd rows.
+    if position % 2 == 0:
+        return "Thanks, obviously you open Settings and press Reset."
+    return f"Thanks for asking! Open Settings, choose Security and press Reset ({position})."
+
+
+def test_the_pass_column_counts_at_the_runs_own_thresholds_and_marks_an_override(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    dataset = make_dataset(10, response=half_curt)
+    code, out, err = run_eval(
+        "--dataset", str(dataset.pk), "--judge", SUPPORT_JUDGE, "--wait", "--fail-under", "0"
+    )
+    assert code == 0, err
+    run = Run.objects.get()
+    # No worker ran the learning task: the command learned the judge's thresholds itself.
+    assert run.thresholds_learned_at is not None
+    rows = summary_rows(out, run)
+    # The judge passes Politeness at 0.6 (offline_judge/catalogue.py): the 0.5 rows fail, not pass.
+    assert rows["Politeness"] == ["0.6", "judge's", "50%"]
+    assert rows["PII safety"] == ["1", "judge's", "100%"]
+
+    # --threshold counts at another bar, and says so; --fail-under is still only the mean gate.
+    code, out, err = run_eval(
+        "--dataset",
+        str(dataset.pk),
+        "--judge",
+        SUPPORT_JUDGE,
+        "--wait",
+        "--threshold",
+        "0.5",
+        "--fail-under",
+        "0.6",
+    )
+    assert code == 0, err
+    rows = summary_rows(out, Run.objects.order_by("-pk").first())  # type: ignore[arg-type]
+    assert rows["Politeness"] == ["0.5", "override", "100%"]
+    assert rows["Concision"] == ["0.5", "override", "100%"]
 
 
 def test_fail_under_exits_1_when_a_mean_is_under_the_bar(
@@ -101,6 +158,7 @@ def test_without_wait_the_run_is_left_to_the_worker(
         (["--judge", SUPPORT_JUDGE, "--fail-under", "0.5"], "--fail-under needs --wait"),
         (["--judge", SUPPORT_JUDGE, "--tag", "docket:x"], "reserved"),
         (["--judge", SUPPORT_JUDGE, "--batch-size", "500"], "between 1 and 100"),
+        (["--judge", SUPPORT_JUDGE, "--threshold", "nan"], "--threshold must be a finite number"),
     ],
 )
 def test_usage_and_validation_errors_exit_2_and_start_nothing(
@@ -131,3 +189,53 @@ def test_an_unknown_evaluator_for_the_gate_exits_2(
         "Nope",
     )
     assert code == 2 and 'no evaluator "Nope"' in err
+
+
+def test_retry_sends_the_cancelled_rows_again_once_and_says_how_many(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    run = run_cancel(run=run_create(dataset=make_dataset(12), judge=judges[SUPPORT_JUDGE]))
+    code, out, err = run_eval("--retry", str(run.pk))
+    retry = Run.objects.get(retry_of=run)
+    assert code == 0, err
+    assert (
+        f"run {retry.pk} started: a retry of run {run.pk}, 12 items will be sent (0 failed, 12 cancelled)"
+        in out
+    )
+    # A second call while the retry is queued starts nothing and points at it.
+    code, out, _ = run_eval("--retry", str(run.pk))
+    assert code == 0
+    assert (
+        f"run {retry.pk} is already retrying run {run.pk} (queued, 0/12 done): nothing new was started" in out
+    )
+    assert out.strip().splitlines()[-1] == f"run {retry.pk}: queued"
+    assert Run.objects.filter(retry_of=run).count() == 1
+
+
+def test_retry_with_wait_finishes_the_retry_and_then_there_is_nothing_left(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    run = run_cancel(run=run_create(dataset=make_dataset(6), judge=judges[SUPPORT_JUDGE]))
+    code, out, err = run_eval("--retry", str(run.pk), "--wait")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].endswith(": completed")
+    code, _, err = run_eval("--retry", str(run.pk))
+    assert code == 2 and "nothing to retry" in err
+    assert Run.objects.filter(retry_of=run).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--retry", "999"], "There is no run 999."),
+        (["--retry", "RUN", "--judge", SUPPORT_JUDGE], "--retry takes the dataset, judge"),
+        ([], "Give --dataset and --judge (or --retry RUN_ID)."),
+    ],
+)
+def test_retry_usage_errors_exit_2(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], args: list[str], message: str
+) -> None:
+    run = run_cancel(run=run_create(dataset=make_dataset(2), judge=judges[SUPPORT_JUDGE]))
+    code, _, err = run_eval(*[str(run.pk) if arg == "RUN" else arg for arg in args])
+    assert code == 2 and message in err
+    assert not Run.objects.filter(retry_of=run).exists()

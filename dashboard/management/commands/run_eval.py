@@ -6,19 +6,23 @@ The last line of standard output is always `run <id>: <status>` once a run exist
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
-from evals.client import JudgeError
+from evals.client import JudgeAPI, JudgeError
 from evals.models import Dataset, Judge, Run, Score
 from evals.pump import pump, pump_alive
 from evals.services.judges import judges_for_current_api, judges_sync
-from evals.services.runs import RunError, run_create
+from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
+from evals.services.thresholds import run_thresholds_learn
 
 PROGRESS_EVERY = 5.0
+# How the summary says where each pass threshold came from (Run.threshold_for's sources).
+THRESHOLD_LABELS = {"judge": "judge's", "default": "default", "pending": "pending", "override": "override"}
 # With --wait and no worker alive for this long, the command does the work itself.
 WORKER_GRACE = 10.0
 
@@ -27,8 +31,15 @@ class Command(BaseCommand):
     help = "Evaluate a dataset with a judge; with --wait, report per-evaluator scores and gate on them."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--dataset", required=True, type=int, help="Dataset id (see the Datasets page).")
-        parser.add_argument("--judge", required=True, help="Judge name, judge id, or Docket's judge number.")
+        parser.add_argument("--dataset", type=int, help="Dataset id (see the Datasets page).")
+        parser.add_argument("--judge", help="Judge name, judge id, or Docket's judge number.")
+        parser.add_argument(
+            "--retry",
+            type=int,
+            metavar="RUN_ID",
+            help="Instead of a new run: retry the failed and cancelled rows of this run (and its retries); "
+            "while a retry of it is queued or running, report that one instead of starting another.",
+        )
         parser.add_argument("--tag", action="append", default=[], help="A tag for the run (repeatable).")
         parser.add_argument("--name", default="", help="A name for the run.")
         parser.add_argument("--batch-size", type=int, default=100, help="Items per remote batch (1-100).")
@@ -39,6 +50,12 @@ class Command(BaseCommand):
             "--fail-under", type=float, help="Exit 1 when a mean score is under this (needs --wait)."
         )
         parser.add_argument("--evaluator", help="With --fail-under: gate on this evaluator only.")
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            help="Count passes at this score for every evaluator instead of the run's own thresholds "
+            "(the judge's, learned with the run); the summary marks it as an override.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["fail_under"] is not None and not options["wait"]:
@@ -47,6 +64,24 @@ class Command(BaseCommand):
             )
         if options["evaluator"] and options["fail_under"] is None:
             raise CommandError("--evaluator goes with --fail-under.", returncode=2)
+        if options["threshold"] is not None and not math.isfinite(options["threshold"]):
+            raise CommandError("--threshold must be a finite number, such as 0.7.", returncode=2)
+        run = self.retry(options) if options["retry"] is not None else self.start(options)
+        if options["wait"]:
+            run = self.wait(run)
+        code = self.summarise(
+            run,
+            fail_under=options["fail_under"],
+            evaluator=options["evaluator"],
+            threshold=options["threshold"],
+        )
+        self.stdout.write(f"run {run.pk}: {run.status}")
+        if code:
+            raise SystemExit(code)
+
+    def start(self, options: dict[str, Any]) -> Run:
+        if options["dataset"] is None or not options["judge"]:
+            raise CommandError("Give --dataset and --judge (or --retry RUN_ID).", returncode=2)
         dataset = Dataset.objects.filter(pk=options["dataset"]).first()
         if dataset is None:
             raise CommandError(f"There is no dataset {options['dataset']}.", returncode=2)
@@ -65,12 +100,38 @@ class Command(BaseCommand):
             f"run {run.pk} started: {run.total_count} items of dataset {dataset.pk} ({dataset.name}) "
             f"judged by {judge.name}, in {run.batches.count()} remote batches"
         )
-        if options["wait"]:
-            run = self.wait(run)
-        code = self.summarise(run, fail_under=options["fail_under"], evaluator=options["evaluator"])
-        self.stdout.write(f"run {run.pk}: {run.status}")
-        if code:
-            raise SystemExit(code)
+        return run
+
+    def retry(self, options: dict[str, Any]) -> Run:
+        """The same service as the Retry button: idempotent while a retry of the run is under way."""
+        if options["dataset"] is not None or options["judge"] or options["tag"] or options["name"]:
+            raise CommandError(
+                "--retry takes the dataset, judge, tags and name of the run it retries.", returncode=2
+            )
+        original = Run.objects.filter(pk=options["retry"]).first()
+        if original is None:
+            raise CommandError(f"There is no run {options['retry']}.", returncode=2)
+        plan = run_retry_plan(run=original)
+        if plan.excluded_count:
+            self.stdout.write(
+                f"{plan.excluded_count} rows are left out: a retry cannot fix them "
+                "(the judge rejected the row, or it lacks an input the judge requires)"
+            )
+        try:
+            run, created = run_retry(run=original)
+        except RunError as exc:
+            raise CommandError(str(exc), returncode=2) from exc
+        if created:
+            self.stdout.write(
+                f"run {run.pk} started: a retry of run {plan.root.pk}, {run.total_count} items will be sent "
+                f"({plan.failed} failed, {plan.cancelled} cancelled), in {run.batches.count()} remote batches"
+            )
+        else:
+            self.stdout.write(
+                f"run {run.pk} is already retrying run {plan.root.pk} ({run.status}, "
+                f"{run.done_count}/{run.total_count} done): nothing new was started"
+            )
+        return run
 
     def find_judge(self, wanted: str) -> Judge:
         def lookup() -> list[Judge]:
@@ -122,23 +183,35 @@ class Command(BaseCommand):
             line += f" ({run.backoff_reason})"
         return line
 
-    def summarise(self, run: Run, *, fail_under: float | None, evaluator: str | None) -> int:
-        threshold = fail_under if fail_under is not None else 0.5
+    def summarise(
+        self, run: Run, *, fail_under: float | None, evaluator: str | None, threshold: float | None = None
+    ) -> int:
+        """Per evaluator n, mean, min and pass rate; --fail-under gates on the mean only.
+
+        Passes count at the run's own thresholds (the judge's, learned once with the run), or at
+        --threshold, which the table marks as an override.
+        """
         names = list(run.evaluators)
         if evaluator and evaluator not in names:
             self.stderr.write(f'The run has no evaluator "{evaluator}". Evaluators: {", ".join(names)}.')
             return 2
         if not run.is_finished:
             return 0
-        self.stdout.write(f"{'evaluator':<32} {'n':>7} {'mean':>6} {'min':>6} {f'>= {threshold:g}':>8}")
+        if run.thresholds_learned_at is None and run.completed_count:
+            # No worker ran the learning task (this command worked the run itself): learn here.
+            with JudgeAPI.from_settings() as api:
+                run_thresholds_learn(run=run, api=api)
+        self.stdout.write(f"{'evaluator':<32} {'n':>7} {'mean':>6} {'min':>6} {'threshold':>16} {'pass':>5}")
         failing = []
         for name, mean, n in run.evaluator_means:
             summary = run.score_summary.get(name) or {}
-            passed = Score.objects.filter(run=run, evaluator_name=name, score__gte=threshold).count()
+            value, source = run.threshold_for(name, override=threshold)
+            passed = Score.objects.filter(run=run, evaluator_name=name, score__gte=value).count()
             share = f"{100 * passed / n:.0f}%" if n else "-"
             mean_text = f"{mean:.3f}" if mean is not None else "-"
             low = f"{summary['min']:.3f}" if n else "-"
-            self.stdout.write(f"{name[:32]:<32} {n:>7} {mean_text:>6} {low:>6} {share:>8}")
+            label = f"{value:g} {THRESHOLD_LABELS.get(source, source)}"
+            self.stdout.write(f"{name[:32]:<32} {n:>7} {mean_text:>6} {low:>6} {label:>16} {share:>5}")
             gated = evaluator is None or name == evaluator
             if fail_under is not None and gated and (mean is None or mean < fail_under):
                 failing.append(f"{name} mean {mean_text} is under {fail_under:g}")
