@@ -4,6 +4,10 @@ A read-only view is written once, as `view(request, access)`, and mounted twice:
 logged-in users and `shared(view)` for share links. A share link reaches exactly one run, only with
 GET, and its pages tell browsers and robots not to keep them. Revoked, expired and wrong tokens all
 get the same not-found page.
+
+What a link may see is `RunAccess.visibility`, applied where the data is read (evals.selectors): the
+run is blanked as the access is made, rows as they are loaded, and the results view comes from
+`RunAccess.results_query`, so a page or an export made for a link never holds what the link hides.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import F
-from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseNotAllowed
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseNotAllowed, QueryDict
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
 from evals.models import Run, ShareLink
+from evals.selectors import ALL, ResultsQuery, Visibility
 
 RUN_RELATED = ("dataset", "judge", "created_by", "retry_of")
 
@@ -31,18 +36,34 @@ class RunAccess:
     share: ShareLink | None = None
     token: str = ""
 
+    def __post_init__(self) -> None:
+        # The run is loaded for this one request and never saved by a read-only view: blank it now.
+        self.visibility.redact_run(self.run)
+
     @property
     def read_only(self) -> bool:
         return self.share is not None
 
     @property
     def hide_text(self) -> bool:
-        """Share links may hide the request and response text (scores and justifications stay)."""
+        """Share links may hide each row's text (scores stay; justifications only if the link says so)."""
         return bool(self.share and self.share.hide_text)
 
     @property
-    def can_export(self) -> bool:
-        return not self.hide_text
+    def visibility(self) -> Visibility:
+        """Teammates see everything; a link never sees internal ids, and may hide text and justifications."""
+        if self.share is None:
+            return ALL
+        hide = self.share.hide_text
+        return Visibility(
+            texts=not hide,
+            justifications=not hide or self.share.show_justifications,
+            internal_ids=False,
+        )
+
+    def results_query(self, params: QueryDict) -> ResultsQuery:
+        """The results view the URL asks for, searching and showing only what this reader may see."""
+        return ResultsQuery.from_params(params, run=self.run, visibility=self.visibility)
 
     def url(self, name: str, *args: Any) -> str:
         """The URL of page `name` of this run ("detail", "live", "stats", "item", "export"...)."""

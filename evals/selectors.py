@@ -4,24 +4,133 @@ Every query walks an index in the order asked for and stops at a page (keyset pa
 OFFSET), so a page of a 100,000-item run costs about what a page of a 1,000-item run costs. Sorting
 by an evaluator's score walks the scores' (run, evaluator, score, item) index; items without that
 score (failed, pending) follow, by position.
+
+What a reader may see (`Visibility`) is applied here, where rows are read: a share link that hides the
+text gets items whose text was never loaded, and a search that never reads it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 from typing import Any
+from urllib.parse import urlencode
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+from django.db.models.lookups import Exact
 from django.http import QueryDict
 
-from evals.models import Item, Run, Score
+from evals.models import Dataset, Example, Item, Run, Score
 from evals.services.runs import run_items_merged
 
 PAGE_SIZE = 50
 STATUSES = {choice.value for choice in Item.Status}
+# The metadata filter suggests at most this many values of a column, the most common first.
+METADATA_SUGGESTIONS = 50
+METADATA_VALUES_SECONDS = 24 * 3600
+
+# An example's text, as the judge was given it; a share link may hide all of it. Metadata stays.
+TEXT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
+# The row's key (a column of the user's, e.g. a case id that may name a customer) goes with the texts.
+TEXT_COLUMNS = (*TEXT_FIELDS, "input_key")
+HIDDEN_MESSAGE = "The judge's message is hidden by this share link (it may quote the text)."
+# Ids of the judge API (batches, execution logs, evaluators, judge versions: all UUIDs) and of Docket
+# (batch tags `docket:<uuid>:<n>`), and the judge API's address, as they appear inside messages.
+_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.IGNORECASE)
+_URL = re.compile(r"https?://\S+")
+
+
+def mask_ids(text: str) -> str:
+    """A message with the ids and addresses it names replaced by "[id]" and "[address]"."""
+    return _URL.sub("[address]", _ID.sub("[id]", text))
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """What of a run its reader may see: everything for teammates, less through a share link.
+
+    texts: each row's request, response, contexts, expected output, turns and system prompt (and the
+    judge's messages, which may quote them). justifications: the evaluators' justifications (they may
+    quote the text too). internal_ids: the judge API's and Docket's ids, the judge API's address, who
+    started the run.
+    """
+
+    texts: bool = True
+    justifications: bool = True
+    internal_ids: bool = True
+
+    @property
+    def everything(self) -> bool:
+        return self.texts and self.justifications and self.internal_ids
+
+    @property
+    def searchable(self) -> tuple[str, ...]:
+        """What the results search reads: "text" (request and response) and "justifications", as shown."""
+        return (("text",) if self.texts else ()) + (("justifications",) if self.justifications else ())
+
+    def message(self, text: str) -> str:
+        """A message from the judge API (or Docket's words around one), as this reader may see it."""
+        if not text or self.everything:
+            return text
+        if not self.texts:
+            return HIDDEN_MESSAGE
+        return mask_ids(text) if not self.internal_ids else text
+
+    def redact_run(self, run: Run) -> Run:
+        """Blank what this reader may not see on a run loaded for one request (it is never saved)."""
+        if self.everything:
+            return run
+        run.last_error = self.message(run.last_error)
+        if run.backoff_reason.startswith("judge API error"):
+            run.backoff_reason = "judge API error" if not self.texts else self.message(run.backoff_reason)
+        if not self.internal_ids:
+            run.judge_version_id = ""
+            run.created_by = None
+            if Run.judge.is_cached(run):
+                judge = run.judge
+                judge.api_url = judge.remote_id = judge.version_id = ""
+                judge.evaluators = [{"name": evaluator.get("name", "")} for evaluator in judge.evaluators]
+        if Run.retry_of.is_cached(run) and run.retry_of is not None:
+            self.redact_run(run.retry_of)
+        return run
+
+    def redact_item(self, item: Item) -> Item:
+        """Blank what this reader may not see on an item read by `items_with_details` (never saved)."""
+        if self.everything:
+            return item
+        if not self.texts and Item.example.is_cached(item):
+            example = item.example
+            example.request = example.response = example.expected_output = example.system_prompt = ""
+            example.input_key = ""
+            example.contexts = []
+            example.turns = None
+        # A cancelled item's note is Docket's own ("Cancelled before it was sent."), never the judge's.
+        if item.status != Item.Status.CANCELLED:
+            item.error_message = self.message(item.error_message)
+        if not self.internal_ids:
+            item.execution_log_id = ""
+            if Item.batch.is_cached(item) and item.batch is not None:
+                item.batch.remote_id = item.batch.lease_owner = ""
+                item.batch.last_error = self.message(item.batch.last_error)
+        if Item.run.is_cached(item):
+            self.redact_run(item.run)
+        for score in item.scores.all():
+            if not self.justifications:
+                score.justification = ""
+            if not self.internal_ids:
+                score.evaluator_id = ""
+        return item
+
+
+ALL = Visibility()
 
 
 @dataclass(frozen=True)
@@ -40,6 +149,8 @@ class ResultsQuery:
     # metadata column -> value
     metadata: dict[str, str] = field(default_factory=dict)
     latest: bool = False
+    # Who reads: what the search may read and what the rows may carry. Not part of the URL.
+    visibility: Visibility = ALL
 
     @property
     def sort_evaluator(self) -> str | None:
@@ -50,7 +161,7 @@ class ResultsQuery:
         return bool(self.status or self.search or self.ranges or self.metadata)
 
     @classmethod
-    def from_params(cls, params: QueryDict, *, run: Run) -> ResultsQuery:
+    def from_params(cls, params: QueryDict, *, run: Run, visibility: Visibility = ALL) -> ResultsQuery:
         evaluators = set(run.evaluators)
         default_sort = f"score:{run.evaluators[0]}" if run.is_finished and run.evaluators else "position"
         raw_sort = params.get("sort", "") or default_sort
@@ -79,10 +190,12 @@ class ResultsQuery:
             sort=sort,
             descending=descending,
             status=status,
-            search=params.get("q", "").strip()[:200],
+            # A reader who may see nothing the search reads gets no search (the page shows no box).
+            search=params.get("q", "").strip()[:200] if visibility.searchable else "",
             ranges=ranges,
             metadata=metadata,
             latest=params.get("view") == "latest",
+            visibility=visibility,
         )
 
     def to_params(self, **changes: Any) -> dict[str, str]:
@@ -105,6 +218,16 @@ class ResultsQuery:
         if state["latest"]:
             params["view"] = "latest"
         return params
+
+    def link_query(self, run: Run) -> str:
+        """The query string that carries this view into a link ("?sort=..."), or "" for the default view.
+
+        An item's page reads it back to step through the same rows in the same order.
+        """
+        params = self.to_params()
+        if params == ResultsQuery.from_params(QueryDict(), run=run).to_params():
+            return ""
+        return "?" + urlencode(params)
 
 
 def _number(value: str | None) -> float | None:
@@ -142,16 +265,26 @@ def item_conditions(query: ResultsQuery, *, prefix: str = "", skip_range: str | 
             scores = scores.filter(score__lte=high)
         condition &= Q(Exists(scores))
     for key, value in query.metadata.items():
-        condition &= Q(**{f"{prefix}example__metadata__{key}": value})
+        # Compared as text, as the filter offers them: a JSON Lines number 3 matches "3".
+        condition &= Q(Exact(_metadata_text(key, f"{prefix}example__metadata"), value))
     if query.search:
         text = query.search
-        justified = Score.objects.filter(item=OuterRef(item_ref), justification__icontains=text)
-        condition &= (
-            Q(**{f"{prefix}example__request__icontains": text})
-            | Q(**{f"{prefix}example__response__icontains": text})
-            | Q(Exists(justified))
-        )
+        # Only what the reader may see is searched: a hidden text must not be found out one probe at a time.
+        found = []
+        if "text" in query.visibility.searchable:
+            found += [
+                Q(**{f"{prefix}example__request__icontains": text}),
+                Q(**{f"{prefix}example__response__icontains": text}),
+            ]
+        if "justifications" in query.visibility.searchable:
+            justified = Score.objects.filter(item=OuterRef(item_ref), justification__icontains=text)
+            found.append(Q(Exists(justified)))
+        condition &= reduce(or_, found) if found else Q(pk__in=[])
     return condition
+
+
+def _metadata_text(column: str, field_name: str) -> Cast:
+    return Cast(KeyTextTransform(column, field_name), output_field=TextField())
 
 
 def base_items(run: Run, query: ResultsQuery) -> QuerySet[Item]:
@@ -171,12 +304,10 @@ def results_page(
         rows, next_cursor = _score_sorted_page(run, query, position, size)
     else:
         items = base_items(run, query)
-        order = ["status", "position"] if query.sort == "status" else ["position"]
-        if query.descending:
-            order = [f"-{name}" for name in order]
+        order = _plain_order(query)
         if position:
             items = items.filter(_after(order, position))
-        rows = list(_with_details(items.order_by(*order))[: size + 1])
+        rows = items_with_details(items.order_by(*order), query.visibility, limit=size + 1)
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
@@ -195,6 +326,144 @@ def results_iter(run: Run, query: ResultsQuery, *, chunk: int = 500) -> Iterator
         cursor = page.next_cursor
 
 
+def results_count(run: Run, query: ResultsQuery) -> int:
+    """How many items the view holds, every page together ("37 of 5,000 items match")."""
+    return base_items(run, query).count()
+
+
+def results_neighbours(run: Run, query: ResultsQuery, item: Item) -> tuple[int | None, int | None]:
+    """The ids of the items before and after `item` in the view's order (None at either end).
+
+    The same keyset as the pages: a step is one indexed lookup, wherever the item sits in the run.
+    """
+    name = query.sort_evaluator
+    if name is None:
+        items = base_items(run, query)
+        order = _plain_order(query)
+        here = {key.lstrip("-"): getattr(item, key.lstrip("-")) for key in order}
+        return (
+            _first_pk(items.filter(_after(_flipped(order), here)).order_by(*_flipped(order))),
+            _first_pk(items.filter(_after(order, here)).order_by(*order)),
+        )
+    order = ["-score", "-item_id"] if query.descending else ["score", "item_id"]
+    scored = _scored(run, query, name)
+    unscored = _unscored(run, query, name)
+    # A score range on the sorted evaluator leaves out the items without that score (as the pages do).
+    with_unscored = not query.ranges.get(name)
+    score = (
+        Score.objects.filter(item=item, evaluator_name=name, score__isnull=False)
+        .values_list("score", flat=True)
+        .first()
+    )
+    if score is None:
+        previous = _first_pk(unscored.filter(position__lt=item.position).order_by("-position"))
+        if previous is None:
+            previous = _first_pk(scored.order_by(*_flipped(order)), field="item_id")
+        return previous, _first_pk(unscored.filter(position__gt=item.position).order_by("position"))
+    here = {"score": score, "item_id": item.pk}
+    following = _first_pk(scored.filter(_after(order, here)).order_by(*order), field="item_id")
+    if following is None and with_unscored:
+        following = _first_pk(unscored.order_by("position"))
+    previous = _first_pk(
+        scored.filter(_after(_flipped(order), here)).order_by(*_flipped(order)), field="item_id"
+    )
+    return previous, following
+
+
+def items_with_details(
+    items: QuerySet[Item], visibility: Visibility = ALL, *, limit: int | None = None
+) -> list[Item]:
+    """The (first `limit`) items with their example and scores, holding only what `visibility` shows.
+
+    Hidden fields are not even read from the database, and are blanked on the objects, so nothing made
+    from these items (a page, a live row, an export) can show them.
+    """
+    scores = Score.objects.order_by("evaluator_name")
+    if not visibility.justifications:
+        scores = scores.defer("justification")
+    if not visibility.internal_ids:
+        scores = scores.defer("evaluator_id")
+        items = items.select_related("batch")
+    items = items.select_related("example").prefetch_related(Prefetch("scores", queryset=scores))
+    if not visibility.texts:
+        items = items.defer(*(f"example__{name}" for name in TEXT_COLUMNS))
+    if limit is not None:
+        items = items[:limit]
+    return [visibility.redact_item(item) for item in items]
+
+
+def result_item(*, pk: int, run_ids: list[int], visibility: Visibility = ALL) -> Item | None:
+    """One item of these runs in full (its run and remote batch too), as `visibility` lets it be seen."""
+    items = Item.objects.select_related("run", "run__judge", "batch").filter(pk=pk, run_id__in=run_ids)
+    found = items_with_details(items, visibility)
+    return found[0] if found else None
+
+
+def metadata_values(run: Run, *, limit: int = METADATA_SUGGESTIONS) -> dict[str, list[str]]:
+    """Each metadata column's most common values in the run's dataset (at most `limit`), for the filters.
+
+    Counting them reads every row (about a second for 100,000 rows and three columns), and a dataset's
+    rows never change once imported: counted once, kept in the cache. The key holds the dataset's
+    creation time too, so a new dataset that reuses a deleted one's id is counted afresh.
+    """
+    dataset = run.dataset
+    key = f"docket:metadata-values:{dataset.pk}:{dataset.created_at.timestamp()}:{limit}"
+    values: dict[str, list[str]] | None = cache.get(key)
+    if values is None:
+        values = _metadata_values(dataset, limit=limit)
+        cache.set(key, values, METADATA_VALUES_SECONDS)
+    return values
+
+
+def _metadata_values(dataset: Dataset, *, limit: int) -> dict[str, list[str]]:
+    examples = Example.objects.filter(dataset=dataset)
+    values: dict[str, list[str]] = {}
+    for column in dataset.metadata_columns:
+        common = (
+            examples.annotate(value=_metadata_text(column, "metadata"))
+            .exclude(value__isnull=True)
+            .exclude(value="")
+            .values("value")
+            .annotate(n=Count("pk"))
+            .order_by("-n", "value")
+        )
+        values[column] = [row["value"] for row in common[:limit]]
+    return values
+
+
+def _plain_order(query: ResultsQuery) -> list[str]:
+    order = ["status", "position"] if query.sort == "status" else ["position"]
+    return [f"-{name}" for name in order] if query.descending else order
+
+
+def _flipped(order: list[str]) -> list[str]:
+    return [name[1:] if name.startswith("-") else f"-{name}" for name in order]
+
+
+def _first_pk(rows: QuerySet[Any], *, field: str = "pk") -> int | None:
+    return rows.values_list(field, flat=True).first()
+
+
+def _scored(run: Run, query: ResultsQuery, name: str) -> QuerySet[Score]:
+    """The scores of evaluator `name` of the view's items, with the view's range on them."""
+    scores = Score.objects.filter(evaluator_name=name, score__isnull=False)
+    # Across retries the scores come from several runs: keep those of the latest verdicts.
+    scores = scores.filter(item__in=run_items_merged(run)) if query.latest else scores.filter(run=run)
+    scores = scores.filter(item_conditions(query, prefix="item__", skip_range=name))
+    low, high = query.ranges.get(name, (None, None))
+    if low is not None:
+        scores = scores.filter(score__gte=low)
+    if high is not None:
+        scores = scores.filter(score__lte=high)
+    return scores
+
+
+def _unscored(run: Run, query: ResultsQuery, name: str) -> QuerySet[Item]:
+    """The view's items without a score from evaluator `name` (failed, pending, cancelled)."""
+    has_score = Score.objects.filter(item=OuterRef("pk"), evaluator_name=name, score__isnull=False)
+    return base_items(run, query).filter(~Exists(has_score))
+
+
 def _score_sorted_page(
     run: Run, query: ResultsQuery, position: dict[str, Any], size: int
 ) -> tuple[list[Item], str | None]:
@@ -202,15 +471,7 @@ def _score_sorted_page(
     assert name is not None
     rows: list[Item] = []
     if position.get("phase", "scored") == "scored":
-        scores = Score.objects.filter(evaluator_name=name, score__isnull=False)
-        # Across retries the scores come from several runs: keep those of the latest verdicts.
-        scores = scores.filter(item__in=run_items_merged(run)) if query.latest else scores.filter(run=run)
-        scores = scores.filter(item_conditions(query, prefix="item__", skip_range=name))
-        low, high = query.ranges.get(name, (None, None))
-        if low is not None:
-            scores = scores.filter(score__gte=low)
-        if high is not None:
-            scores = scores.filter(score__lte=high)
+        scores = _scored(run, query, name)
         order = ["-score", "-item_id"] if query.descending else ["score", "item_id"]
         if "score" in position:
             scores = scores.filter(_after(order, position))
@@ -218,7 +479,10 @@ def _score_sorted_page(
         more = len(picked) > size
         picked = picked[:size]
         by_id = {
-            item.pk: item for item in _with_details(Item.objects.filter(pk__in=[pk for _, pk in picked]))
+            item.pk: item
+            for item in items_with_details(
+                Item.objects.filter(pk__in=[pk for _, pk in picked]), query.visibility
+            )
         }
         rows = [by_id[pk] for _, pk in picked if pk in by_id]
         if more:
@@ -230,23 +494,16 @@ def _score_sorted_page(
     remaining = size - len(rows)
     if remaining <= 0:
         return rows, _encode({"phase": "unscored"})
-    has_score = Score.objects.filter(item=OuterRef("pk"), evaluator_name=name, score__isnull=False)
-    unscored = base_items(run, query).filter(~Exists(has_score))
+    unscored = _unscored(run, query, name)
     if "position" in position:
         unscored = unscored.filter(position__gt=position["position"])
-    more_rows = list(_with_details(unscored.order_by("position"))[: remaining + 1])
+    more_rows = items_with_details(unscored.order_by("position"), query.visibility, limit=remaining + 1)
     if len(more_rows) > remaining:
         more_rows = more_rows[:remaining]
         rows.extend(more_rows)
         return rows, _encode({"phase": "unscored", "position": more_rows[-1].position})
     rows.extend(more_rows)
     return rows, None
-
-
-def _with_details(items: QuerySet[Item]) -> QuerySet[Item]:
-    return items.select_related("example").prefetch_related(
-        Prefetch("scores", queryset=Score.objects.order_by("evaluator_name"))
-    )
 
 
 def _after(order: list[str], position: dict[str, Any]) -> Q:

@@ -1,4 +1,4 @@
-"""Looking into a run's results: statistics, one item in full, an export, and two runs compared.
+"""Looking into a run's results: statistics, one item in full, an export.
 
 Statistics, item and export are read-only run views written once as `view(request, access)` and
 mounted for teammates (/runs/<pk>/...) and for share links (/s/<token>/...). Fetching an execution
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
@@ -24,14 +24,11 @@ from django.views.decorators.http import require_POST
 from dashboard.access import RunAccess, shared, team
 from dashboard.http import HtmxHttpRequest
 from evals.client import JudgeAPI, JudgeError
-from evals.models import Item, Run
-from evals.selectors import ResultsQuery
-from evals.services.compare import runs_compare
+from evals.models import Item
+from evals.selectors import ResultsQuery, result_item, results_neighbours
 from evals.services.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
-from evals.services.runs import run_chain, run_items_merged
+from evals.services.runs import run_chain
 from evals.services.stats import EvaluatorStats, run_statistics, thresholds_from_params
-
-RECENT_RUNS = 50
 
 
 def _link(access: RunAccess, name: str, *args: Any) -> str | None:
@@ -142,9 +139,20 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     slice_column = asked_slice if asked_slice in columns else None
     statistics = run_statistics(run=run, latest=latest, thresholds=thresholds, slice_column=slice_column)
     cards = [
-        {"stats": stats, "histogram": histogram(stats), "ci": interval_bar(stats), "hid": f"hist-{index}"}
+        {
+            "stats": stats,
+            "histogram": histogram(stats),
+            "ci": interval_bar(stats),
+            "hid": f"hist-{index}",
+            # The run's own threshold, shown beside an override from the address.
+            "own": dict(zip(("threshold", "source"), run.threshold_for(stats.name), strict=True)),
+        }
         for index, stats in enumerate(statistics.evaluators, start=1)
     ]
+    # The same page at the run's own thresholds: the slice and the view stay, the overrides go.
+    kept = {"view": "latest"} if latest else {}
+    if slice_column:
+        kept["slice"] = slice_column
     return render(
         request,
         "dashboard/run_stats.html",
@@ -158,12 +166,18 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
             "bad_slice": asked_slice if asked_slice and slice_column is None else "",
             "url_thresholds": thresholds,
             "threshold_all": request.GET.get("threshold", ""),
+            "own_thresholds_url": "?" + urlencode(kept),
+            "overrides": [
+                card
+                for card, stats in zip(cards, statistics.evaluators, strict=True)
+                if stats.threshold_source == "override"
+            ],
             "latest": latest,
             "has_retries": has_retries,
             "links": {
                 "detail": _link(access, "detail"),
                 "stats": _link(access, "stats"),
-                "export": _link(access, "export") if access.can_export else None,
+                "export": _link(access, "export"),
             },
         },
     )
@@ -175,25 +189,43 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
 def _item(access: RunAccess, item_pk: int, *, latest: bool) -> Item:
     """An item of the run (or, in the latest-verdict view, of one of its retries); anything else is 404."""
     runs = run_chain(access.run) if latest else [access.run.pk]
-    return get_object_or_404(
-        Item.objects.select_related("example", "run", "batch"), pk=item_pk, run_id__in=runs
-    )
+    item = result_item(pk=item_pk, run_ids=runs, visibility=access.visibility)
+    if item is None:
+        raise Http404("No such item in this run.")
+    return item
 
 
-def item_context(access: RunAccess, item: Item, *, latest: bool, log_error: str = "") -> dict[str, Any]:
+def _item_query(request: HtmxHttpRequest, access: RunAccess) -> ResultsQuery:
+    """The results view the item was opened from: its URL carries it, or it is the table's default view."""
+    return access.results_query(request.GET)
+
+
+def item_context(
+    access: RunAccess,
+    item: Item,
+    *,
+    latest: bool,
+    log_error: str = "",
+    query: ResultsQuery | None = None,
+) -> dict[str, Any]:
     run = access.run
+    if query is None:
+        query = ResultsQuery(latest=latest, visibility=access.visibility)
     order = {name: index for index, name in enumerate(item.run.evaluators)}
     scores = sorted(
         item.scores.all(),
         key=lambda score: (order.get(score.evaluator_name, len(order)), score.evaluator_name),
     )
     detail = item.log_detail if isinstance(item.log_detail, dict) else None
-    thresholds = (detail or {}).get("thresholds") or {}
     verdicts = []
     for score in scores:
-        threshold = thresholds.get(score.evaluator_name)
+        # Pass or fail at the run's thresholds, as the statistics count it; none until they are learned.
+        threshold: float | None
+        threshold, source = run.threshold_for(score.evaluator_name)
+        if source == "pending":
+            threshold = None
         passed = None
-        if isinstance(threshold, int | float) and score.score is not None:
+        if threshold is not None and score.score is not None:
             passed = score.score >= threshold
         verdicts.append(
             {
@@ -203,14 +235,9 @@ def item_context(access: RunAccess, item: Item, *, latest: bool, log_error: str 
             }
         )
     missing = [name for name in item.run.evaluators if name not in {score.evaluator_name for score in scores}]
-    siblings = run_items_merged(run) if latest else Item.objects.filter(run=run)
-    previous_pk = (
-        siblings.filter(position__lt=item.position).order_by("-position").values_list("pk", flat=True).first()
-    )
-    next_pk = (
-        siblings.filter(position__gt=item.position).order_by("position").values_list("pk", flat=True).first()
-    )
-    suffix = "?view=latest" if latest else ""
+    # Previous and next walk the view the item was opened from, in its order and with its filters.
+    previous_pk, next_pk = results_neighbours(run, query, item)
+    suffix = query.link_query(run)
 
     def item_link(pk: int | None) -> str | None:
         link = _link(access, "item", pk) if pk is not None else None
@@ -256,9 +283,11 @@ def item_context(access: RunAccess, item: Item, *, latest: bool, log_error: str 
 
 
 def run_item(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
-    latest = _latest(request)
-    item = _item(access, item_pk, latest=latest)
-    return render(request, "dashboard/item_detail.html", item_context(access, item, latest=latest))
+    query = _item_query(request, access)
+    item = _item(access, item_pk, latest=query.latest)
+    return render(
+        request, "dashboard/item_detail.html", item_context(access, item, latest=query.latest, query=query)
+    )
 
 
 @require_POST
@@ -285,8 +314,11 @@ def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> H
             item.log_detail = log.as_dict()
             item.save(update_fields=["log_detail"])
     if request.htmx:
-        context = item_context(access, item, latest=latest, log_error=error)
-        # The verdicts gain pass/fail marks from the log's thresholds: swapped in out of band.
+        context = item_context(
+            access, item, latest=latest, log_error=error, query=_item_query(request, access)
+        )
+        # The verdicts are swapped in out of band too; their pass/fail marks come from the run's own
+        # thresholds, which no fetched log changes.
         context["oob"] = True
         return render(request, "dashboard/item_detail.html#item-log", context)
     if error:
@@ -294,16 +326,17 @@ def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> H
     else:
         messages.success(request, "Fetched cost, model and latency from the execution log.")
     url = reverse("run_item", args=[access.run.pk, item.pk])
-    return redirect(url + ("?view=latest" if latest else ""))
+    return redirect(url + (f"?{request.GET.urlencode()}" if request.GET else ""))
 
 
 # --- Export ------------------------------------------------------------------------------------------
 
 
 def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
-    """The run, or the results view its parameters describe, as CSV or JSON Lines, streamed."""
-    if not access.can_export:
-        raise Http404("This share link does not allow exports.")
+    """The run, or the results view its parameters describe, as CSV or JSON Lines, streamed.
+
+    Through a share link the export holds what the link shows: no hidden columns, no internal ids.
+    """
     fmt = request.GET.get("format", "csv") or "csv"
     if fmt not in FORMATS:
         return HttpResponseBadRequest(f'Unknown format "{fmt}": use ?format=csv or ?format=jsonl.')
@@ -311,7 +344,7 @@ def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
     # Without a sort of its own an export is in row order (the page's default is worst score first).
     if not params.get("sort"):
         params["sort"] = "position"
-    query = ResultsQuery.from_params(params, run=access.run)
+    query = access.results_query(params)
     response = StreamingHttpResponse(
         export_stream(access.run, query, fmt=fmt), content_type=CONTENT_TYPES[fmt]
     )
@@ -321,54 +354,7 @@ def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
     return response
 
 
-# --- Compare -----------------------------------------------------------------------------------------
-
-
-def _run_param(value: str | None) -> Run | None:
-    if not value or not value.strip().isdigit():
-        return None
-    return Run.objects.select_related("dataset", "judge", "created_by").filter(pk=int(value)).first()
-
-
-def run_compare(request: HtmxHttpRequest) -> HttpResponse:
-    raw_a, raw_b = request.GET.get("a", "").strip(), request.GET.get("b", "").strip()
-    a, b = _run_param(raw_a), _run_param(raw_b)
-    problems = []
-    for label, raw, run in (("A", raw_a, a), ("B", raw_b, b)):
-        if raw and run is None:
-            problems.append(f'There is no run "{raw}" to use as {label}.')
-    search = request.GET.get("q", "").strip()[:200]
-    runs = Run.objects.select_related("dataset", "judge").order_by("-created_at", "-id")
-    if search:
-        condition = (
-            Q(name__icontains=search) | Q(dataset__name__icontains=search) | Q(judge__name__icontains=search)
-        )
-        if search.isdigit():
-            condition |= Q(pk=int(search))
-        runs = runs.filter(condition)
-    choices = list(runs[:RECENT_RUNS])
-    for chosen in (a, b):
-        if chosen is not None and chosen not in choices:
-            choices.append(chosen)
-    context: dict[str, Any] = {
-        "a": a,
-        "b": b,
-        "choices": choices,
-        "search": search,
-        "problems": problems,
-        "comparison": None,
-    }
-    if a is not None and b is not None:
-        thresholds = thresholds_from_params(request.GET, [*a.evaluators, *b.evaluators])
-        comparison = runs_compare(a=a, b=b, thresholds=thresholds)
-        context["comparison"] = comparison
-        context["comparison_sides"] = [("A", a), ("B", b)]
-        context["swap_url"] = f"{reverse('run_compare')}?a={b.pk}&b={a.pk}"
-    return render(request, "dashboard/run_compare.html", context)
-
-
 urlpatterns = [
-    path("runs/compare/", run_compare, name="run_compare"),
     path("runs/<int:pk>/stats/", team(run_stats), name="run_stats"),
     path("s/<str:token>/stats/", shared(run_stats), name="shared_run_stats"),
     path("runs/<int:pk>/items/<int:item_pk>/", team(run_item), name="run_item"),

@@ -31,8 +31,16 @@ class ShareLinkForm(forms.Form):
     expires_in = forms.ChoiceField(choices=EXPIRY_CHOICES, required=False, label="Expires")
     hide_text = forms.BooleanField(
         required=False,
-        label="Hide request and response text",
-        help_text="Scores and justifications stay visible; export is turned off.",
+        label="Hide the text",
+        help_text=(
+            "Request, response, contexts, expected output, turns and system prompt are never sent to the "
+            "link's pages or exports; scores and metadata stay."
+        ),
+    )
+    show_justifications = forms.BooleanField(
+        required=False,
+        label="Show justifications (they may quote the text)",
+        help_text="With hidden text, justifications are hidden too unless you tick this; search reads only them.",
     )
 
 
@@ -49,6 +57,7 @@ def run_share(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 label=form.cleaned_data["label"],
                 expires_at=expires_at,
                 hide_text=form.cleaned_data["hide_text"],
+                show_justifications=form.cleaned_data["show_justifications"],
             )
         except ShareError as exc:
             messages.error(request, str(exc))

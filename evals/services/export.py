@@ -8,6 +8,10 @@ would run as a formula in Excel, LibreOffice or Google Sheets, so it is written 
 (OWASP's "CSV injection" advice). Only text cells are touched: scores, positions and numeric metadata
 are written as numbers, so `-0.5` stays a number a spreadsheet can add up, while a response that
 reads "-0.5" is text and gets its `'`. JSON Lines is data, not a spreadsheet, and is left as it is.
+
+An export holds what its reader may see (`query.visibility`): through a share link that hides the text
+the text columns are left out (the rows never held it), and so are the justification columns unless the
+link shows them; a share link never gets the execution log ids.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 from django.utils.text import slugify
 
 from evals.models import Item, Run
-from evals.selectors import ResultsQuery, results_iter
+from evals.selectors import ALL, TEXT_FIELDS, ResultsQuery, Visibility, results_iter
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
@@ -31,6 +35,9 @@ ROWS_PER_CHUNK = 200
 
 FIXED_COLUMNS = (
     "position",
+    # The key column mapped at upload ("" for rows paired by a hash of their inputs): joins exports of
+    # two uploads row by row, as compare pairs them.
+    "key",
     "request",
     "response",
     "contexts",
@@ -63,13 +70,45 @@ def metadata_headers(run: Run, evaluators: list[str]) -> list[tuple[str, str]]:
     ]
 
 
-def export_headers(run: Run) -> list[str]:
+def export_headers(run: Run, visibility: Visibility = ALL) -> list[str]:
     evaluators = list(run.evaluators)
     headers = list(FIXED_COLUMNS)
     headers += [header for _, header in metadata_headers(run, evaluators)]
     for name in evaluators:
         headers += [f"{name} score", f"{name} justification"]
-    return headers
+    hidden = hidden_columns(run, visibility)
+    return [header for header in headers if header not in hidden]
+
+
+def hidden_columns(run: Run, visibility: Visibility) -> set[str]:
+    """The headers (and JSON Lines keys) left out for a reader who may not see them.
+
+    No metadata column can clash with these: `metadata_headers` renames any that would.
+    """
+    hidden: set[str] = set()
+    if not visibility.texts:
+        hidden.update((*TEXT_FIELDS, "key"))
+    if not visibility.internal_ids:
+        hidden.add("execution_log_id")
+    if not visibility.justifications:
+        hidden.update(f"{name} justification" for name in run.evaluators)
+    return hidden
+
+
+def _visible(record: dict[str, Any], visibility: Visibility) -> dict[str, Any]:
+    """A JSON Lines record without the keys its reader may not see."""
+    if visibility.everything:
+        return record
+    hidden = [
+        *(() if visibility.texts else (*TEXT_FIELDS, "key")),
+        *(() if visibility.internal_ids else ("execution_log_id",)),
+    ]
+    for key in hidden:
+        record.pop(key, None)
+    if not visibility.justifications:
+        for verdict in record["scores"].values():
+            verdict.pop("justification", None)
+    return record
 
 
 def export_filename(run: Run, fmt: str, *, query: ResultsQuery | None = None) -> str:
@@ -95,6 +134,7 @@ def _record(item: Item, evaluators: list[str], metadata: list[tuple[str, str]]) 
     names = evaluators + sorted(name for name in scores if name not in evaluators)
     return {
         "position": item.position + 1,
+        "key": example.key,
         "request": example.request,
         "response": example.response,
         "contexts": list(example.contexts or []),
@@ -130,6 +170,7 @@ def _csv_cell(value: Any) -> Any:
 def _csv_row(record: dict[str, Any], evaluators: list[str], metadata: list[tuple[str, str]]) -> list[Any]:
     row: list[Any] = [
         record["position"],
+        _csv_cell(record["key"]),
         _csv_cell(record["request"]),
         _csv_cell(record["response"]),
         # Contexts as a JSON list: one cell, and it reads back into the same list.
@@ -165,9 +206,13 @@ def _csv_stream(
 ) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow([neutralise(header) for header in export_headers(run)])
+    headers = export_headers(run)
+    hidden = hidden_columns(run, query.visibility)
+    kept = [index for index, header in enumerate(headers) if header not in hidden]
+    writer.writerow([neutralise(headers[index]) for index in kept])
     for rows, item in enumerate(results_iter(run, query), start=1):
-        writer.writerow(_csv_row(_record(item, evaluators, metadata), evaluators, metadata))
+        row = _csv_row(_record(item, evaluators, metadata), evaluators, metadata)
+        writer.writerow([row[index] for index in kept])
         if rows % ROWS_PER_CHUNK == 0:
             yield _drain(buffer)
     yield _drain(buffer)
@@ -177,7 +222,8 @@ def _jsonl_stream(run: Run, query: ResultsQuery, metadata: list[tuple[str, str]]
     evaluators = list(run.evaluators)
     pieces: list[str] = []
     for item in results_iter(run, query):
-        pieces.append(json.dumps(_record(item, evaluators, metadata), ensure_ascii=False) + "\n")
+        record = _visible(_record(item, evaluators, metadata), query.visibility)
+        pieces.append(json.dumps(record, ensure_ascii=False) + "\n")
         if len(pieces) >= ROWS_PER_CHUNK:
             yield "".join(pieces)
             pieces = []

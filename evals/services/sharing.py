@@ -22,8 +22,13 @@ def share_link_create(
     label: str = "",
     expires_at: datetime | None = None,
     hide_text: bool = False,
+    show_justifications: bool = False,
 ) -> tuple[ShareLink, str]:
-    """Make a link and return it with its token; only the token's SHA-256 is stored, so show it now."""
+    """Make a link and return it with its token; only the token's SHA-256 is stored, so show it now.
+
+    `show_justifications` matters only with `hide_text`: the justifications may quote the hidden text,
+    so a link that hides the text hides them too unless its maker says otherwise.
+    """
     if expires_at is not None and expires_at <= timezone.now():
         raise ShareError("The expiry must be in the future.")
     token = secrets.token_urlsafe(32)
@@ -32,6 +37,7 @@ def share_link_create(
         token_hash=ShareLink.hash_token(token),
         label=label.strip()[:200],
         hide_text=hide_text,
+        show_justifications=hide_text and show_justifications,
         created_by=created_by if isinstance(created_by, User) else None,
         expires_at=expires_at,
     )

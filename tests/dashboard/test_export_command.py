@@ -29,13 +29,13 @@ def test_csv_goes_to_standard_output_in_row_order() -> None:
     run = build_run({"Politeness": [0.7, None, 0.1]}, requests=["=2+2", "second", "third"])
     out, err = export(str(run.pk))
     rows = list(csv.reader(io.StringIO(out, newline="")))
-    assert rows[0][:2] == ["position", "request"] and rows[0][-2:] == [
+    assert rows[0][:3] == ["position", "key", "request"] and rows[0][-2:] == [
         "Politeness score",
         "Politeness justification",
     ]
     assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
-    assert rows[1][1] == "'=2+2"  # neutralised, as on the web
-    assert rows[2][7] == "failed"
+    assert rows[1][2] == "'=2+2"  # neutralised, as on the web
+    assert rows[2][8] == "failed"
     assert err == ""
 
 

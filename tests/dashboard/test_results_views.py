@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
+from evals import tasks
+from evals.client import JudgeError
 from evals.models import Dataset, Item, Judge, Run, Score, ShareLink
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
@@ -72,11 +74,16 @@ def test_statistics_page_shows_the_numbers_and_an_accessible_svg_histogram(logge
 
 
 def test_thresholds_and_slices_come_from_the_url(logged_in: Client) -> None:
-    run = hand_run()
+    run = hand_run(thresholds={"Politeness": 0.6})
     body = text_of(logged_in.get(f"/runs/{run.pk}/stats/?threshold.Politeness=0.8&slice=topic"))
-    # Only 0.9 passes 0.8: 20.0%; Concision keeps the default 0.5: all five pass.
+    # Only 0.9 passes 0.8: 20.0%; Concision keeps the run's 0.5 (the judge named none): all five pass.
     assert "20.0%" in body and "100.0%" in body
-    assert "set here" in body
+    # The override is said to be one, beside the run's own, with the way back to it (the slice stays).
+    assert '<span class="badge badge-warn" title="The run’s own: 0.6">override</span>' in body
+    assert "Overridden in the address:" in body
+    assert 'Politeness at 0.8 <span class="small">(the run’s: 0.6, judge’s)</span>.' in body
+    assert '<a href="?slice=topic">Back to the run’s own thresholds</a>' in body
+    assert '0.5 <span class="muted small">(default: the judge gave none)</span>' in body
     slices = re.findall(r"<tr>\s*<td>(billing|shipping|login)</td>", body)
     # Politeness by topic, worst mean first: shipping 0.4, billing 0.8, login (no score: failed row).
     assert slices[:2] == ["shipping", "billing"]
@@ -95,7 +102,7 @@ def test_a_share_link_opens_the_statistics_read_only(client: Client) -> None:
     body = text_of(page)
     assert "0.56" in body and "read-only view" in body
     assert f"/runs/{run.pk}/" not in body  # no link into the team's pages
-    assert "Export the run" not in body  # this link hides text, so it cannot export
+    assert "Export the run" in body  # without the hidden columns: see test_sharing.py
     assert client.post(f"/s/{token}/stats/").status_code == 405
     assert client.get(f"/s/{secrets.token_urlsafe(32)}/stats/").status_code == 404
 
@@ -138,12 +145,12 @@ def test_item_page_shows_every_input_and_the_full_justification(logged_in: Clien
         assert text in body, text
     assert "FINAL-SENTENCE-OF-THE-JUSTIFICATION." in body  # in full, not cut at some length
     assert '<ol class="context-list">' in body and body.count('<div class="turn turn-') == 2
+    # Previous and next follow the run page's default order, worst score first: 0.3 (this row), 0.8, none.
     first, last = run.items.get(position=0), run.items.get(position=2)
-    assert (
-        f'href="/runs/{run.pk}/items/{first.pk}/" rel="prev"' in body
-        or f'rel="prev" href="/runs/{run.pk}/items/{first.pk}/"' in body
+    assert 'rel="prev"' not in body and f'rel="next" href="/runs/{run.pk}/items/{first.pk}/"' in body
+    assert f'rel="next" href="/runs/{run.pk}/items/{last.pk}/"' in text_of(
+        logged_in.get(f"/runs/{run.pk}/items/{first.pk}/")
     )
-    assert f'href="/runs/{run.pk}/items/{last.pk}/"' in body
     assert f'href="/runs/{run.pk}/"' in body  # back to the run page
     failed = text_of(logged_in.get(f"/runs/{run.pk}/items/{last.pk}/"))
     assert "The judge could not score this row." in failed and "No verdict yet from Politeness" in failed
@@ -197,7 +204,15 @@ def test_a_share_link_that_hides_text_hides_the_inputs_but_keeps_the_verdicts(cl
     assert (
         hidden.count("Hidden by the share link.") == 6
     )  # request, response, contexts, expected, system, turns
-    assert "Visible justification." in hidden and "0.80" in hidden
+    # Justifications may quote the text: hidden too, unless the link was made to show them.
+    assert "Visible justification." not in hidden and "0.80" in hidden
+    assert "Justification hidden by the share link." in hidden
+    token = secrets.token_urlsafe(32)
+    ShareLink.objects.create(
+        run=run, token_hash=ShareLink.hash_token(token), hide_text=True, show_justifications=True
+    )
+    with_reasons = text_of(client.get(f"/s/{token}/items/{item.pk}/"))
+    assert "Visible justification." in with_reasons and "SECRET" not in with_reasons
     assert "Fetch cost, model and latency" not in hidden
     shown = text_of(client.get(f"/s/{share(run)}/items/{item.pk}/"))
     for text in ("SECRET-REQUEST-TEXT", "SECRET-RESPONSE-TEXT", "SECRET-CONTEXT", "SECRET-TURN"):
@@ -236,6 +251,65 @@ def test_hostile_text_is_shown_as_text(logged_in: Client) -> None:
     assert html.escape(HOSTILE_JUSTIFICATION) in compare_page and html.escape(HOSTILE_REQUEST) in compare_page
 
 
+# --- The results table's filtered views, and the item pages they lead to -------------------------------------
+
+
+def test_a_filtered_view_counts_every_matching_item(logged_in: Client) -> None:
+    run = hand_run()
+    shipping = text_of(logged_in.get(f"/runs/{run.pk}/?meta.topic=shipping"))
+    assert '<strong class="num">3</strong> of 6 items match' in shipping
+    assert "3 of 6 items match, 3 on this page" in shipping
+    failed = text_of(logged_in.get(f"/runs/{run.pk}/?status=failed"))
+    assert "1 of 6 items matches" in failed
+    assert "items match" not in text_of(logged_in.get(f"/runs/{run.pk}/"))
+
+
+def test_metadata_filters_offer_the_column_s_values_most_common_first(logged_in: Client) -> None:
+    run = hand_run()
+    body = text_of(logged_in.get(f"/runs/{run.pk}/"))
+    datalist = re.search(r'<datalist id="([^"]+)">(.*?)</datalist>', body)
+    assert datalist is not None
+    assert f'name="meta.topic" value="" list="{datalist.group(1)}"' in body
+    assert re.findall(r'<option value="([^"]+)">', datalist.group(2)) == ["shipping", "billing", "login"]
+
+
+def test_item_previous_and_next_follow_the_view_it_was_opened_from(logged_in: Client) -> None:
+    # Politeness 0.9, 0.7, 0.2, 0.4, 0.6 and a failed row; topics billing, billing, shipping x3, login.
+    run = hand_run()
+    items = {item.position: item for item in run.items.all()}
+    view = "sort=-score%3APoliteness&meta.topic=shipping"
+    page = text_of(logged_in.get(f"/runs/{run.pk}/?{view}"))
+    # The table's rows open their item with the view in the link.
+    assert f'href="/runs/{run.pk}/items/{items[4].pk}/?{view.replace("&", "&amp;")}"' in page
+    # Best first among shipping: 0.6 (row 5), 0.4 (row 4), 0.2 (row 3).
+    middle = text_of(logged_in.get(f"/runs/{run.pk}/items/{items[3].pk}/?{view}"))
+    link = f"/runs/{run.pk}/items/{{}}/?{view.replace('&', '&amp;')}"
+    assert f'rel="prev" href="{link.format(items[4].pk)}"' in middle
+    assert f'rel="next" href="{link.format(items[2].pk)}"' in middle
+    assert f'href="/runs/{run.pk}/?{view.replace("&", "&amp;")}"' in middle  # back to the same view
+    last = text_of(logged_in.get(f"/runs/{run.pk}/items/{items[2].pk}/?{view}"))
+    assert 'rel="next"' not in last and "Next item →</span>" in last
+    # The run page's default view (worst Politeness first) needs no parameters: nor do its items' links.
+    default = text_of(logged_in.get(f"/runs/{run.pk}/"))
+    assert f'href="/runs/{run.pk}/items/{items[4].pk}/" title' in default
+    plain = text_of(logged_in.get(f"/runs/{run.pk}/items/{items[4].pk}/"))
+    assert f'rel="prev" href="/runs/{run.pk}/items/{items[3].pk}/"' in plain  # 0.4, then 0.6
+    assert f'rel="next" href="/runs/{run.pk}/items/{items[1].pk}/"' in plain  # then 0.7
+    # In row order, when asked for.
+    rows = text_of(logged_in.get(f"/runs/{run.pk}/items/{items[4].pk}/?sort=position"))
+    assert f'rel="next" href="/runs/{run.pk}/items/{items[5].pk}/?sort=position"' in rows
+
+
+def test_item_cost_says_what_the_judge_api_says_of_its_unit(logged_in: Client) -> None:
+    run = hand_run()
+    item = run.items.get(position=0)
+    item.log_detail = {"cost": 0.0123, "model": "m-1", "model_call_duration": 1.5, "evaluator_latencies": []}
+    item.save(update_fields=["log_detail"])
+    body = text_of(logged_in.get(f"/runs/{run.pk}/items/{item.pk}/"))
+    # The judge API's documentation gives no currency for cost (docs/scorable-api.md): Docket names none.
+    assert re.search(r"0\.0123\d*</span> <span[^>]*>currency not stated by the judge API</span>", body)
+
+
 # --- The execution log, fetched on demand -------------------------------------------------------------------
 
 
@@ -259,10 +333,16 @@ def test_fetching_the_execution_log_keeps_cost_model_and_latency(
     page = text_of(logged_in.get(f"/runs/{run.pk}/items/{item.pk}/"))
     assert "Fetched cost, model and latency" in page
     assert item.log_detail["model"] in page and "Model call" in page
+    # Pass and fail are counted at the run's thresholds, which one item's log does not set.
+    assert "threshold 0.6" not in page and 'badge-good">pass' not in page
+    assert "pending: being read from the judge" in text_of(logged_in.get(f"/runs/{run.pk}/stats/"))
+    # Once the run has learned them (the task the pump enqueues), the item page marks its verdicts.
+    tasks.run_thresholds_learn(run.pk)
+    page = text_of(logged_in.get(f"/runs/{run.pk}/items/{item.pk}/"))
     assert "threshold 0.6" in page and ('badge-good">pass' in page or 'badge-bad">fail' in page)
-    # The statistics now use the judge's own thresholds.
-    stats = text_of(logged_in.get(f"/runs/{run.pk}/stats/"))
-    assert "judge’s" in stats
+    assert '0.6 <span class="muted small">(judge’s)</span>' in text_of(
+        logged_in.get(f"/runs/{run.pk}/stats/")
+    )
 
     # With htmx: the log card, and the verdicts (now marked pass or fail) out of band.
     fragment = text_of(logged_in.post(f"/runs/{run.pk}/items/{item.pk}/log/", HTTP_HX_REQUEST="true"))
@@ -292,6 +372,43 @@ def test_a_failing_log_fetch_is_a_message_not_a_500(
     Item.objects.filter(pk=item.pk).update(execution_log_id="00000000-0000-0000-0000-000000000000")
     fragment = text_of(logged_in.post(f"/runs/{run.pk}/items/{item.pk}/log/", HTTP_HX_REQUEST="true"))
     assert 'role="alert"' in fragment and "Could not fetch the execution log" in fragment
+
+
+def stats_table(client: Client, run: Run) -> str:
+    body = text_of(client.get(f"/runs/{run.pk}/stats/"))
+    start = body.index('<table class="data stats-overview">')
+    return body[start : body.index("</table>", start)]
+
+
+@pytest.mark.usefixtures("offline_judge")
+@pytest.mark.parametrize("learned", ["judge", "default", "pending"])
+def test_fetching_an_execution_log_changes_no_statistic(
+    logged_in: Client,
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    monkeypatch: pytest.MonkeyPatch,
+    learned: str,
+) -> None:
+    """The issue's complaint: "33.0% at 0.5 default", then "25.0% at 0.7 judge's" after one click."""
+    run = finish(run_create(dataset=make_dataset(6), judge=judges[SUPPORT_JUDGE]))
+    if learned == "judge":
+        tasks.run_thresholds_learn(run.pk)
+    elif learned == "default":
+        # The log the run learned from was gone (404): every evaluator passes at 0.5.
+        def gone(*args: object) -> None:
+            raise JudgeError("not found", status=404, permanent=True)
+
+        with monkeypatch.context() as patch:
+            patch.setattr("evals.client.JudgeAPI.get_execution_log", gone)
+            tasks.run_thresholds_learn(run.pk)
+    run.refresh_from_db()
+    assert run.threshold_for("Politeness")[1] == learned
+    before = stats_table(logged_in, run)
+    for item in run.items.filter(log_detail__isnull=True).order_by("-position")[:2]:
+        assert logged_in.post(f"/runs/{run.pk}/items/{item.pk}/log/").status_code == 302
+        item.refresh_from_db()
+        assert item.log_detail is not None and item.log_detail["thresholds"]["Politeness"] == 0.6
+    assert stats_table(logged_in, run) == before
 
 
 def test_the_log_fetch_is_for_teammates_and_wants_post(logged_in: Client) -> None:
@@ -345,9 +462,11 @@ def test_export_through_share_links(client: Client) -> None:
     response = client.get(f"/s/{open_link}/export/?format=csv")
     assert response.status_code == 200 and response["Cache-Control"] == "private, no-store"
     assert len(rows_of(response)) == 7
+    # A link that hides the text exports the rest: scores and metadata, no text, no justifications.
     hiding = share(run, hide_text=True)
-    assert client.get(f"/s/{hiding}/export/?format=csv").status_code == 404
-    assert client.get(f"/s/{hiding}/export/?format=jsonl").status_code == 404
+    rows = rows_of(client.get(f"/s/{hiding}/export/?format=csv"))
+    assert rows[0] == ["position", "status", "error", "topic", "Politeness score", "Concision score"]
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
 
 
 # --- Compare -------------------------------------------------------------------------------------------
@@ -400,4 +519,4 @@ def test_compare_warns_when_judges_and_item_sets_differ(logged_in: Client) -> No
     body = text_of(logged_in.get(f"/runs/compare/?a={a.pk}&b={b.pk}"))
     assert "Read this comparison with care" in body
     assert "different judges" in body
-    assert "1 item of A matched by content hash, 2 only in A, 1 only in B" in body
+    assert "1 pair by input, 2 only in A, 1 only in B" in body

@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 from django.http import QueryDict
 
-from evals.models import Run
+from evals.models import Example, Run
 from evals.selectors import ResultsQuery
 from evals.services.export import export_filename, export_headers, export_stream, neutralise
 from tests.evals.test_stats import build_run
@@ -64,6 +64,7 @@ def test_csv_has_every_column_and_neutralises_only_text_cells() -> None:
     header, first, second = rows
     assert header == [
         "position",
+        "key",
         "request",
         "response",
         "contexts",
@@ -82,6 +83,7 @@ def test_csv_has_every_column_and_neutralises_only_text_cells() -> None:
     ]
     record = dict(zip(header, first, strict=True))
     assert record["position"] == "1"
+    assert record["key"] == "", "rows paired by a hash of their inputs have no key"
     assert record["request"] == "'=cmd|' /C calc'!A0"
     assert record["response"] == "'-2+3"
     assert json.loads(record["contexts"]) == ["doc one", "=doc two"]  # a JSON list, starting with "["
@@ -166,3 +168,19 @@ def test_the_export_streams_in_flat_memory_as_rows_grow() -> None:
     print(f"export peak: {small_peak:,} B for 2,000 rows, {large_peak:,} B for 20,000 rows")
     assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
     assert large_peak < large_bytes / 2
+
+
+@pytest.mark.django_db
+def test_exports_carry_the_rows_key_so_two_uploads_join_as_compare_pairs_them() -> None:
+    run = build_run({"Politeness": [0.5, 0.75]})
+    Example.objects.filter(dataset=run.dataset, position=0).update(input_key="k:case-17")
+    Example.objects.filter(dataset=run.dataset, position=1).update(input_key="k:=HYPERLINK()")
+    header, first, second = read_csv(run)
+    assert [dict(zip(header, row, strict=True))["key"] for row in (first, second)] == [
+        "case-17",
+        "'=HYPERLINK()",
+    ]
+    records = [
+        json.loads(line) for line in "".join(export_stream(run, whole_run(run), fmt="jsonl")).splitlines()
+    ]
+    assert [record["key"] for record in records] == ["case-17", "=HYPERLINK()"]
