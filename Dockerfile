@@ -26,7 +26,7 @@ WORKDIR /src
 COPY . .
 # Production settings refuse to load without SECRET_KEY and ALLOWED_HOSTS. These values exist only for
 # this one command, which signs nothing; they are not kept in the image (no ENV, no ARG).
-RUN DOCKET_DEBUG=0 SECRET_KEY=collectstatic-at-build-time-only ALLOWED_HOSTS=build.invalid \
+RUN DOCKET_PRODUCTION=1 SECRET_KEY=collectstatic-at-build-time-only ALLOWED_HOSTS=build.invalid \
     DOCKET_VAR_DIR=/tmp/docket-build DOCKET_STATIC_ROOT=/src/staticfiles \
     /venv/bin/python manage.py collectstatic --noinput --verbosity 1 \
     && rm -rf /tmp/docket-build
@@ -37,7 +37,7 @@ ENV PATH="/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DOCKET_ROLE=web \
-    DOCKET_DEBUG=0 \
+    DOCKET_PRODUCTION=1 \
     DOCKET_VAR_DIR=/data \
     DOCKET_STATIC_ROOT=/app/staticfiles \
     DOCKET_PORT=8000

@@ -1,8 +1,10 @@
 """Docket's one settings file. Everything that differs between machines comes from the environment.
 
-Development needs nothing set: SQLite under var/, the ORM broker, and the offline judge served by the
-same web process. Production (DOCKET_DEBUG=0) requires SECRET_KEY and ALLOWED_HOSTS and turns on
-secure cookies, HTTPS redirects and HSTS, so that `manage.py check --deploy` reports nothing.
+`make run` needs nothing set: SQLite under var/, the ORM broker, the offline judge served by the same
+web process, DEBUG off (Docket's own error pages) with a SECRET_KEY generated once and kept in var/, on
+localhost over plain HTTP. DOCKET_DEBUG=1 adds Django's debug pages, for development only. A team server
+(DOCKET_PRODUCTION=1) requires SECRET_KEY and ALLOWED_HOSTS and turns on secure cookies, HTTPS redirects
+and HSTS, so that `manage.py check --deploy` reports nothing.
 """
 
 from __future__ import annotations
@@ -57,18 +59,27 @@ def var_secret(name: str) -> str:
     return value
 
 
-DEBUG = env_bool("DOCKET_DEBUG", True)
+# DOCKET_DEBUG=0 meant production before DEBUG was off by default; it still does.
+PRODUCTION = env_bool("DOCKET_PRODUCTION", os.environ.get("DOCKET_DEBUG", "").strip() == "0")
+# Debug pages show settings and the URL map to whoever triggers an error: never the default.
+DEBUG = env_bool("DOCKET_DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "DOCKET_DEBUG=1 is for development; it cannot be combined with DOCKET_PRODUCTION=1."
+    )
 
-if DEBUG:
-    SECRET_KEY = os.environ.get("SECRET_KEY") or var_secret("secret-key")
-    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
-else:
+if PRODUCTION:
     SECRET_KEY = os.environ.get("SECRET_KEY", "")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
     if not SECRET_KEY:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DOCKET_DEBUG=0.")
+        raise ImproperlyConfigured("SECRET_KEY must be set when DOCKET_PRODUCTION=1.")
     if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DOCKET_DEBUG=0 (a comma-separated list).")
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must be set when DOCKET_PRODUCTION=1 (a comma-separated list)."
+        )
+else:
+    SECRET_KEY = os.environ.get("SECRET_KEY") or var_secret("secret-key")
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -227,6 +238,11 @@ DOCKET_MAX_UPLOAD_BYTES = env_int("DOCKET_MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
 DOCKET_MAX_ROWS = env_int("DOCKET_MAX_ROWS", 1_000_000)
 FILE_UPLOAD_TEMP_DIR = VAR_DIR / "uploads"
 FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
+# Retention: the watchdog deletes runs and datasets older than this many days (unset: keep everything).
+# A dataset goes with its runs once it and its newest run are that old. See `manage.py purge`.
+DOCKET_RETENTION_DAYS = env_int("DOCKET_RETENTION_DAYS", 0) or None
+if DOCKET_RETENTION_DAYS is not None and DOCKET_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("DOCKET_RETENTION_DAYS must be a number of days above 0 (or unset to keep).")
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -259,27 +275,27 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic writes here (the container image does it at build time).
 STATIC_ROOT = Path(os.environ.get("DOCKET_STATIC_ROOT") or BASE_DIR / "staticfiles")
-# Production serves collected files with hashed names (cached for a year) and gzip copies. In
-# development and tests WhiteNoise reads static/ as it is, so no collectstatic step is ever needed there;
-# the flags follow DOCKET_DEBUG, not settings.DEBUG, which pytest-django turns off during tests.
+# Production serves collected files with hashed names (cached for a year) and gzip copies. Under
+# `make run`, in development and in tests WhiteNoise reads static/ as it is (DEBUG off or on), so no
+# collectstatic step is ever needed there.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
-WHITENOISE_USE_FINDERS = DEBUG
-WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = not PRODUCTION
 
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 
-if not DEBUG:
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("DOCKET_SSL_REDIRECT", True)
     # Load balancers probe over plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

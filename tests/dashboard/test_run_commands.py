@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def test_serve_starts_web_and_worker_and_ctrl_c_stops_both(tmp_path: Path) -> No
             except OSError:
                 time.sleep(0.2)  # polling for the server to come up, bounded by the deadline
         assert status == 200
+        # Production-like: static files served (WhiteNoise, DEBUG off), Docket's own 404, never a debug page.
+        css = urllib.request.urlopen(f"http://127.0.0.1:{port}/static/dashboard/docket.css", timeout=5)  # noqa: S310
+        assert css.status == 200 and b"{" in css.read()
+        for missing in ("/no-such-page/", "/s/a-revoked-or-made-up-token/"):
+            with pytest.raises(urllib.error.HTTPError) as not_found:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{missing}", timeout=5)  # noqa: S310
+            assert not_found.value.code == 404
+            page = not_found.value.read().decode()
+            assert "There is nothing here" in page and "URLconf" not in page and "DEBUG" not in page
         children = subprocess.run(
             ["pgrep", "-P", str(serve.pid)], capture_output=True, text=True
         ).stdout.split()

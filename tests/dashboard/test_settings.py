@@ -1,4 +1,4 @@
-"""Production mode: required settings, and `check --deploy` with nothing to report."""
+"""How Docket runs: DEBUG off unless asked for, and production mode's required settings and clean `check --deploy`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_check_deploy_reports_nothing_in_production_mode(tmp_path: Path) -> None
         "--fail-level",
         "DEBUG",
         env={
-            "DOCKET_DEBUG": "0",
+            "DOCKET_PRODUCTION": "1",
             "DOCKET_VAR_DIR": str(tmp_path),
             "SECRET_KEY": "x8#kq2!v-4Lr9wT0zP@3mN6bY1cJ7hF5dS2aQ8eU4iO0pK9lZ6gX3",
             "ALLOWED_HOSTS": "docket.example.com",
@@ -44,23 +44,82 @@ def test_check_deploy_reports_nothing_in_production_mode(tmp_path: Path) -> None
 def test_production_mode_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
     result = run_manage(
         "check",
-        env={"DOCKET_DEBUG": "0", "DOCKET_VAR_DIR": str(tmp_path), "ALLOWED_HOSTS": "docket.example.com"},
+        env={
+            "DOCKET_PRODUCTION": "1",
+            "DOCKET_VAR_DIR": str(tmp_path),
+            "ALLOWED_HOSTS": "docket.example.com",
+        },
     )
     assert result.returncode != 0
-    assert "SECRET_KEY must be set when DOCKET_DEBUG=0." in result.stderr
+    assert "SECRET_KEY must be set when DOCKET_PRODUCTION=1." in result.stderr
 
 
 def test_production_mode_refuses_to_start_without_allowed_hosts(tmp_path: Path) -> None:
     result = run_manage(
         "check",
         env={
-            "DOCKET_DEBUG": "0",
+            "DOCKET_PRODUCTION": "1",
             "DOCKET_VAR_DIR": str(tmp_path),
             "SECRET_KEY": "k" * 30 + "abcdefghijklmnopqrstuvwxyz",
         },
     )
     assert result.returncode != 0
     assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
+SHOW_MODE = (
+    "from django.conf import settings as s; "
+    "print(s.DEBUG, s.PRODUCTION, sorted(s.ALLOWED_HOSTS), s.WHITENOISE_USE_FINDERS, s.SESSION_COOKIE_SECURE)"
+)
+
+
+def test_make_run_defaults_to_debug_off_with_a_kept_secret_key_on_localhost(tmp_path: Path) -> None:
+    first = run_manage("shell", "--no-imports", "-c", SHOW_MODE, env={"DOCKET_VAR_DIR": str(tmp_path)})
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == [
+        "False",
+        "False",
+        "['127.0.0.1',",
+        "'[::1]',",
+        "'localhost',",
+        "'testserver']",
+        "True",
+        "False",
+    ]
+    key = (tmp_path / "secret-key").read_text()
+    run_manage("check", env={"DOCKET_VAR_DIR": str(tmp_path)})
+    assert (tmp_path / "secret-key").read_text() == key, (
+        "the generated key is kept, so sessions survive a restart"
+    )
+
+
+def test_debug_pages_only_when_asked_for(tmp_path: Path) -> None:
+    result = run_manage(
+        "shell", "--no-imports", "-c", SHOW_MODE, env={"DOCKET_DEBUG": "1", "DOCKET_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["True", "False"]
+
+
+def test_debug_and_production_together_are_refused(tmp_path: Path) -> None:
+    result = run_manage(
+        "check",
+        env={
+            "DOCKET_DEBUG": "1",
+            "DOCKET_PRODUCTION": "1",
+            "DOCKET_VAR_DIR": str(tmp_path),
+            "SECRET_KEY": "k" * 50,
+            "ALLOWED_HOSTS": "docket.example.com",
+        },
+    )
+    assert result.returncode != 0
+    assert "cannot be combined with DOCKET_PRODUCTION=1" in result.stderr
+
+
+def test_the_old_docket_debug_0_still_means_production(tmp_path: Path) -> None:
+    result = run_manage("check", env={"DOCKET_DEBUG": "0", "DOCKET_VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DOCKET_PRODUCTION=1." in result.stderr
 
 
 def test_development_defaults_use_sqlite_in_wal_with_immediate_transactions() -> None:

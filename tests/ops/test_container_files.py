@@ -79,7 +79,7 @@ def test_the_dockerfile_collects_static_files_at_build_time_without_keeping_a_se
     pairs = instructions()
     collect = [rest for keyword, rest in pairs if keyword == "RUN" and "collectstatic" in rest]
     assert len(collect) == 1
-    assert "DOCKET_DEBUG=0" in collect[0], "collected with the production storage (hashed names)"
+    assert "DOCKET_PRODUCTION=1" in collect[0], "collected with the production storage (hashed names)"
     for keyword, rest in pairs:
         if keyword in {"ENV", "ARG", "LABEL"}:
             assert "SECRET_KEY" not in rest and "PASSWORD" not in rest, f"{keyword} {rest}"
@@ -98,7 +98,7 @@ def test_the_dockerfile_uses_exec_form_a_health_check_and_production_defaults() 
     assert "/healthz" in (ROOT / "deploy" / "healthcheck.py").read_text()
     assert keywords["EXPOSE"] == "8000"
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
-    for setting in ("DOCKET_DEBUG=0", "DOCKET_VAR_DIR=/data", "DOCKET_ROLE=web", "DOCKET_PORT=8000"):
+    for setting in ("DOCKET_PRODUCTION=1", "DOCKET_VAR_DIR=/data", "DOCKET_ROLE=web", "DOCKET_PORT=8000"):
         assert setting in env
 
 
@@ -138,7 +138,7 @@ def test_compose_starts_docket_only_once_postgres_and_redis_are_healthy(compose:
         environment = compose["services"][name]["environment"]
         assert "@postgres:5432/" in environment["DATABASE_URL"]
         assert environment["REDIS_URL"].startswith("redis://redis:6379/")
-        assert environment["DOCKET_DEBUG"] == "0"
+        assert environment["DOCKET_PRODUCTION"] == "1"
 
 
 def test_the_worker_can_be_scaled(compose: dict[str, Any]) -> None:

@@ -120,7 +120,7 @@ def test_the_web_role_migrates_then_serves_docket_static_files_and_healthz_throu
     var_dir = tmp_path / "var"
     env = clean_env(
         var_dir,
-        DOCKET_DEBUG="0",
+        DOCKET_PRODUCTION="1",
         SECRET_KEY=TEST_SECRET_KEY,
         ALLOWED_HOSTS=HOST,
         # Behind a TLS proxy: HTTPS redirects stay on, the proxy's X-Forwarded-Proto is trusted.

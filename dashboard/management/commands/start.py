@@ -184,8 +184,8 @@ class Command(BaseCommand):
 
     def collect_static_if_missing(self) -> None:
         """The image collects at build time; a server started from a checkout does it here, once."""
-        if settings.DEBUG:
-            return  # development serves static/ as it is
+        if not settings.PRODUCTION:
+            return  # outside production WhiteNoise serves static/ as it is
         if (Path(settings.STATIC_ROOT) / "staticfiles.json").exists():
             return
         self.log(f"collecting static files into {settings.STATIC_ROOT}")
