@@ -25,7 +25,10 @@ def uploads_dir(settings: SettingsWrapper, tmp_path: Path) -> Path:
 def test_choose_a_file_change_a_mapping_import_and_see_the_rows(login: Any, live_server: Any) -> None:
     page = login()
     page.goto(f"{live_server.url}/datasets/")
-    page.get_by_role("link", name="Upload a dataset").first.click()
+    # The drop zone's script is deferred: wait for the page to load, or on a loaded machine the file
+    # can be chosen before the script runs.
+    with page.expect_navigation(wait_until="load"):
+        page.get_by_role("link", name="Upload a dataset").first.click()
     page.set_input_files("input[type=file]", FIXTURES / "unmapped_semicolon.csv")
     expect(page.locator("[data-file-name]")).to_contain_text("unmapped_semicolon.csv")
     page.get_by_role("button", name="Upload and preview").click()
