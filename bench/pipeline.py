@@ -10,6 +10,13 @@ by item (on --sdk-items items, scaled to --items).
 
 Prints Docket / T (target <= 1.15), the speed-up over the SDK loop (target >= 20x) and judge API
 calls per item (target <= 0.05), counted by the judge itself.
+
+    .venv/bin/python bench/pipeline.py --items 1000 --faults "throttle=0.3,retry_after=1,error=0.1"
+
+With --faults, the same run is measured twice, each time from scratch (a new judge server, database and
+worker): against a clean judge, then against one injecting those faults (offline_judge/faults.py). It
+prints faulted/clean (target <= 1.5), judge API calls per item of each, and batches the judge created
+twice (duplicates, target 0). The SDK baseline is skipped in this mode.
 """
 
 from __future__ import annotations
@@ -76,7 +83,12 @@ def main() -> None:
     parser.add_argument("--sdk-items", type=int, default=1_000)
     parser.add_argument("--item-ms", type=float, default=20.0)
     parser.add_argument("--lanes", type=int, default=4)
+    parser.add_argument("--faults", default="", help="offline judge faults for a second, faulted run")
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.faults and not args.measure_only:
+        compare_faulted(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="docket-bench-"))
     key = secrets.token_urlsafe(24)
@@ -89,7 +101,11 @@ def main() -> None:
         **base_env,
         "DOCKET_VAR_DIR": str(work / "judge"),
         "OFFLINE_JUDGE_API_KEY": key,
-        "OFFLINE_JUDGE_FAULTS": f"latency_ms={LATENCY_MS},item_ms={args.item_ms:g},lanes={args.lanes}",
+        "OFFLINE_JUDGE_FAULTS": ",".join(
+            part
+            for part in (f"latency_ms={LATENCY_MS},item_ms={args.item_ms:g},lanes={args.lanes}", args.faults)
+            if part
+        ),
         "DOCKET_LOG_LEVEL": "WARNING",
     }
     docket_env = {
@@ -123,11 +139,17 @@ def main() -> None:
         import django
 
         django.setup()
+        from evals.client import JudgeError
         from evals.models import Dataset, Example, Judge, Run
         from evals.services.judges import judges_sync
         from evals.services.runs import run_create
 
-        judges_sync()
+        for _ in range(100):  # a faulted judge fails the sync too; the run is what is measured
+            try:
+                judges_sync()
+                break
+            except JudgeError:
+                continue
         judge_row = Judge.objects.get(name="Support assistant safety")
         dataset = Dataset.objects.create(name="bench", status=Dataset.Status.READY, row_count=args.items)
         rows = [
@@ -162,6 +184,10 @@ def main() -> None:
         docket_seconds = time.monotonic() - started
         calls = api_calls(judge_stats(judge_url, key)) - before
         assert run.status == Run.Status.COMPLETED, run.status
+        if args.measure_only:
+            result = {"seconds": docket_seconds, "calls": calls, "duplicates": duplicates(run.uid)}
+            print(json.dumps(result))
+            return
 
         # The baseline: the official SDK, one synchronous execute per item.
         from scorable import Scorable
@@ -193,6 +219,65 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         print(f"logs and databases: {work}")
+
+
+def duplicates(run_uid: object) -> int:
+    """Batches of the run the judge holds beyond one per tag: a create that was sent twice."""
+    from collections import Counter
+
+    from evals.client import JudgeAPI, JudgeError
+
+    # The faulted judge fails list pages too: read the whole list again until one read goes through.
+    for _ in range(200):
+        try:
+            with JudgeAPI.from_settings() as api:
+                tags = Counter(
+                    tag
+                    for batch in api.list_batches()
+                    for tag in batch.tags
+                    if tag.startswith(f"docket:{run_uid}:")
+                )
+        except JudgeError:
+            continue
+        return sum(count - 1 for count in tags.values())
+    raise SystemExit("could not read the judge's batch list to count duplicates")
+
+
+def measure(args: argparse.Namespace, faults: str) -> dict[str, Any]:
+    """One run from scratch in a child process (Django is set up once per process)."""
+    command = [
+        PYTHON,
+        __file__,
+        "--measure-only",
+        f"--items={args.items}",
+        f"--item-ms={args.item_ms:g}",
+        f"--lanes={args.lanes}",
+        f"--faults={faults}",
+    ]
+    reply = subprocess.run(command, check=False, capture_output=True, text=True)
+    if reply.returncode:
+        raise SystemExit(
+            f"the measured run failed ({faults or 'clean'}):\n{reply.stdout}\n{reply.stderr[-3000:]}"
+        )
+    lines = [line for line in reply.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"the measured run printed no result:\n{reply.stdout}\n{reply.stderr}")
+    return dict(json.loads(lines[-1]))
+
+
+def compare_faulted(args: argparse.Namespace) -> None:
+    clean = measure(args, "")
+    faulted = measure(args, args.faults)
+    print(f"items                      {args.items}")
+    print(f"judge                      latency_ms={LATENCY_MS}, item_ms={args.item_ms:g}, lanes={args.lanes}")
+    print(f"faults                     {args.faults}")
+    print(f"clean                      {clean['seconds']:.1f} s")
+    print(f"faulted                    {faulted['seconds']:.1f} s")
+    print(f"faulted/clean              {faulted['seconds'] / clean['seconds']:.2f}   (target <= 1.5)")
+    for name, result in (("clean", clean), ("faulted", faulted)):
+        per_item = result["calls"] / args.items
+        print(f"calls per item, {name:<10} {per_item:.4f} ({result['calls']} calls; clean target <= 0.05)")
+    print(f"duplicate batches          {clean['duplicates'] + faulted['duplicates']}   (target 0)")
 
 
 if __name__ == "__main__":

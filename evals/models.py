@@ -226,6 +226,12 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
 
 
+class BackoffKind(models.TextChoices):
+    THROTTLED = "throttled", "judge API throttled"
+    QUOTA = "quota", "judge API quota exceeded"
+    ERROR = "error", "judge API error"
+
+
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -263,6 +269,8 @@ class Run(models.Model):
     # Set while the judge API throttles or fails and the pump waits before trying again.
     backoff_until = models.DateTimeField(null=True, blank=True)
     backoff_reason = models.CharField(max_length=300, blank=True)
+    # Why the run waits, as a state the pump reads (backoff_reason is the words shown to people).
+    backoff_kind = models.CharField(max_length=16, choices=BackoffKind.choices, blank=True)
     # A run-wide problem worth showing (a judge that rejects every batch, say).
     last_error = models.TextField(blank=True)
     # The evaluator names the run's table shows, in the judge's order (new ones appended as seen).
@@ -371,6 +379,10 @@ class RemoteBatch(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Seconds until the next poll when nothing changes; grows while the batch stands still.
     poll_interval = models.FloatField(default=1.0)
+    # Times a bad row was cut out of this batch (a 400 naming inputs[i]); each re-send gets a new tag.
+    splits = models.PositiveSmallIntegerField(default=0)
+    # Since when the judge has reported a batch status Docket does not know.
+    unknown_status_since = models.DateTimeField(null=True, blank=True)
 
     objects = RemoteBatchQuerySet.as_manager()
 
@@ -386,7 +398,9 @@ class RemoteBatch(models.Model):
 
     @property
     def tag(self) -> str:
-        return f"docket:{self.run.uid}:{self.position}"
+        # A batch re-sent without a bad row is another remote batch: a new tag keeps lookups exact.
+        suffix = f".{self.splits}" if self.splits else ""
+        return f"docket:{self.run.uid}:{self.position}{suffix}"
 
     @property
     def is_finished(self) -> bool:

@@ -198,30 +198,19 @@ def wake_pump() -> None:
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Stop submitting: unsent items become cancelled; batches already sent are still collected."""
+    """Stop submitting: unsent items become cancelled; batches already sent are still collected.
+
+    A batch whose create is out right now is cancelled by the pump when that create fails or turns
+    out not to have happened (evals.services.batches.batches_cancel, the one cancel of batches).
+    """
+    from evals.services.batches import batches_cancel  # batches builds on this module
+
     if run.is_finished:
         raise RunError("This run has already finished.")
     now = timezone.now()
     with transaction.atomic():
         Run.objects.filter(pk=run.pk, cancel_requested_at=None).update(cancel_requested_at=now)
-        waiting = list(
-            RemoteBatch.objects.filter(run=run, status=RemoteBatch.Status.WAITING).values_list(
-                "pk", flat=True
-            )
-        )
-        # Conditional on WAITING: a pump that claimed one of these a moment ago keeps it.
-        cancelled_batches = RemoteBatch.objects.filter(
-            pk__in=waiting, status=RemoteBatch.Status.WAITING
-        ).update(status=RemoteBatch.Status.CANCELLED, finished_at=now, lease_until=None)
-        if cancelled_batches:
-            seq = bump_change_seq(run)
-            count = Item.objects.filter(
-                batch__in=waiting, batch__status=RemoteBatch.Status.CANCELLED, status=Item.Status.PENDING
-            ).update(
-                status=Item.Status.CANCELLED, change_seq=seq, error_message="Cancelled before it was sent."
-            )
-            Run.objects.filter(pk=run.pk).update(cancelled_count=F("cancelled_count") + count)
-        else:
+        if not batches_cancel(run_id=run.pk):
             bump_change_seq(run)
         run_finish_if_done(run_id=run.pk)
     run.refresh_from_db()

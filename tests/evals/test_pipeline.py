@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -107,11 +108,18 @@ def test_reserved_tags_are_refused(judges: dict[str, Judge], make_dataset: Calla
         run_create(dataset=make_dataset(3), judge=judges[SUPPORT_JUDGE], tags=["docket:mine"])
 
 
+# Production sends calls from a pool of threads (DOCKET_HTTP_CONCURRENCY); the offline judge those threads
+# call writes through connections of their own, so those tests commit (transaction=True).
+POOLED = pytest.param(4, marks=pytest.mark.django_db(transaction=True), id="pool-of-4")
+INLINE = pytest.param(1, id="inline")
+
+
+@pytest.mark.parametrize("concurrency", [INLINE, POOLED])
 def test_pump_runs_a_dataset_to_completion_with_every_score_and_justification(
-    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], concurrency: int
 ) -> None:
     run = run_create(dataset=make_dataset(230), judge=judges[SUPPORT_JUDGE], tags=["release-2.3"])
-    run = pump_until_finished(run)
+    run = pump_until_finished(run, concurrency=concurrency)
     assert run.status == Run.Status.COMPLETED
     assert run.completed_count == 230 and run.failed_count == 0
     assert_counts_match_items(run)
@@ -124,7 +132,11 @@ def test_pump_runs_a_dataset_to_completion_with_every_score_and_justification(
     assert run.finished_at and run.started_at and run.finished_at >= run.started_at
     # The per-evaluator running totals agree with the stored scores.
     for name, mean, n in run.evaluator_means:
-        scores = list(Score.objects.filter(run=run, evaluator_name=name).values_list("score", flat=True))
+        scores = [
+            score
+            for score in Score.objects.filter(run=run, evaluator_name=name).values_list("score", flat=True)
+            if score is not None
+        ]
         assert n == len(scores) and mean == pytest.approx(sum(scores) / len(scores))
     # Each remote batch was created exactly once, tagged with the run's tag and the user's.
     assert judge_batches_by_tag(run) == Counter({f"docket:{run.uid}:{position}": 1 for position in range(3)})
@@ -171,15 +183,17 @@ def test_a_judge_failing_whole_batches_fails_the_run_with_its_message(
         "throttle=0.15,error=0.1,drop=0.1,drop_s=0,item_fail=0.05,latency_ms=1",
     ],
 )
+@pytest.mark.parametrize("concurrency", [INLINE, POOLED])
 def test_faults_never_lose_an_item_nor_create_a_batch_twice(
     judges: dict[str, Judge],
     make_dataset: Callable[..., Dataset],
     offline_judge: Callable[[str], None],
     faults: str,
+    concurrency: int,
 ) -> None:
     offline_judge(f"item_ms=1,lanes=100,seed=3,{faults}")
     run = run_create(dataset=make_dataset(450), judge=judges[SUPPORT_JUDGE], batch_size=50)
-    run = pump_until_finished(run, rounds=40)
+    run = pump_until_finished(run, rounds=40, concurrency=concurrency)
     assert run.is_finished and run.status in (Run.Status.COMPLETED, Run.Status.PARTIAL)
     assert_counts_match_items(run)
     assert not run.items.exclude(status__in=Item.FINISHED).exists()
@@ -199,10 +213,11 @@ def test_a_create_whose_reply_was_lost_is_found_by_its_tag_and_not_sent_again(
 ) -> None:
     inner = client.default_transport
     assert inner is not None
-    lost = []
+    lost: list[httpx.Request] = []
 
     class LoseFirstCreateReply(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
+            assert inner is not None
             response = inner.handle_request(request)
             if request.method == "POST" and not lost:
                 lost.append(request)
@@ -226,7 +241,7 @@ def test_a_pump_that_died_after_sending_a_create_is_followed_by_a_lookup_not_a_s
         inputs = [item.example.as_judge_input() for item in batch.items.order_by("index_in_batch")]
         api.create_batch(judges[SUPPORT_JUDGE].remote_id, inputs=inputs, tags=[batch.tag])
     # ...and it died holding the lease, before it could record the reply.
-    past = timezone.now() - timezone.timedelta(minutes=5)
+    past = timezone.now() - timedelta(minutes=5)
     RemoteBatch.objects.filter(pk=batch.pk).update(
         status=RemoteBatch.Status.SUBMITTING,
         attempts=1,
@@ -329,7 +344,8 @@ def test_throttling_is_shown_on_the_run_while_it_lasts(
     assert run.backoff_reason == "judge API throttled"
     assert run.backoff_until is not None and (run.backoff_until - timezone.now()).total_seconds() > 20
     batch = run.batches.get()
-    assert batch.status == RemoteBatch.Status.WAITING and batch.attempts == 1
+    # A throttle is the server asking to wait, not a failure: it uses up no attempt.
+    assert batch.status == RemoteBatch.Status.WAITING and batch.attempts == 0
     assert "throttl" in batch.last_error
     event = JudgeApiEvent.objects.get()
     assert (event.action, event.status, event.throttled, event.run_id) == ("create", "429", True, run.pk)

@@ -112,3 +112,20 @@ def test_a_pump_takes_the_first_free_slot_at_once(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(pump_module, "slot_wait_for_expiry", lambda owner: no_waiting(0))
     report = pump_module.pump(budget_seconds=0.1, requeue=False)
     assert report.slot == 0
+
+
+@pytest.mark.django_db
+def test_a_pump_finding_a_live_slot_holder_returns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evals import pump as pump_module
+
+    # The holder beat a moment ago: it is alive and sees new work within a second.
+    now = timezone.now()
+    PumpSlot.objects.create(slot=0, owner="alive", lease_until=now + timedelta(seconds=10), beat_at=now)
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError("a live holder is not waited for")
+
+    monkeypatch.setattr(pump_module.time, "sleep", no_waiting)
+    report = pump_module.pump(budget_seconds=0.1, requeue=False)
+    assert report.slot is None
+    assert PumpSlot.objects.get(slot=0).owner == "alive"
