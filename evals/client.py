@@ -1,9 +1,9 @@
 """The judge API client: Scorable's Batch Execution API, or the offline judge that speaks it.
 
 One class around one httpx.Client. One method per endpoint, replies parsed into small typed records,
-every failure turned into a JudgeError that says whether trying again can help. The client never
-loops or sleeps: the pump decides when to try again. The API key lives in settings only; it is never
-logged, rendered or passed to a task.
+every failure turned into a JudgeError that says whether trying again can help. The client loops
+and sleeps only when given a Patience (the commands a person or CI watches); otherwise the pump decides
+when to try again. The API key lives in settings only; it is never logged, rendered or passed to a task.
 
 Reference: ../shared/docs/scorable-api.md (the contract, field by field).
 """
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -30,6 +32,30 @@ USER_AGENT = f"Docket/0.1 httpx/{httpx.__version__}"
 
 # Tests swap in an in-process transport (httpx.WSGITransport over Docket itself).
 default_transport: httpx.BaseTransport | None = None
+
+# How long a command (run_eval, compare_runs) waits out a throttling or failing judge API, in all.
+RETRY_BUDGET_SECONDS = 120.0
+# Back-off without a Retry-After: 1, 2, 4... seconds, at most 30, each with jitter.
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 30.0
+# A Retry-After of 0 must not turn into a tight loop of requests.
+BACKOFF_FLOOR_SECONDS = 0.25
+# How much of a body that is not JSON (an HTML error page of a proxy, say) goes into a message.
+BODY_EXCERPT = 200
+
+T = TypeVar("T")
+
+# How Patience sleeps unless given a sleep of its own; tests swap it and read the waits instead.
+patience_sleep: Callable[[float], None] = time.sleep
+
+
+def judge_api_root(url: str) -> str:
+    """The base URL without a trailing slash or `/v1`: every path Docket sends starts with /v1/.
+
+    Scorable's own CLI wants SCORABLE_API_URL with /v1; both spellings name the same API here.
+    dashboard/settings.py applies the same rule to JUDGE_API_URL, the form judges store.
+    """
+    return re.sub(r"(?i)(/v1)?/*$", "", url.strip())
 
 
 class JudgeError(Exception):
@@ -65,6 +91,99 @@ class JudgeError(Exception):
     @property
     def throttled(self) -> bool:
         return self.status == 429
+
+
+def backoff_delay(
+    attempt: int, *, retry_after: float | None = None, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before attempt `attempt + 1`: the server's Retry-After when it sent one, else
+    exponential back-off with jitter (between half and all of base x 2^(attempt-1)), capped."""
+    if retry_after is not None:
+        return max(retry_after, BACKOFF_FLOOR_SECONDS)
+    ceiling = min(BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0), BACKOFF_CAP_SECONDS)
+    return max(ceiling * (0.5 + rand() / 2), BACKOFF_FLOOR_SECONDS)
+
+
+def waiting_for(error: JudgeError) -> str:
+    """What a passing failure is, in a few words a person waiting on a command can read."""
+    if error.status == 429:
+        return f"judge API {'quota exceeded' if 'quota' in error.code else 'throttled'} (429)"
+    if error.status is not None:
+        return f"judge API failed ({error.status})"
+    return {
+        "timeout": "judge API did not answer in time",
+        "connect": "could not connect to the judge API",
+        "dropped": "the connection to the judge API broke",
+    }.get(error.reason, "judge API reply could not be read")
+
+
+class Patience:
+    """Waits out passing judge API failures (429, 5xx, timeouts, lost connections) for a command.
+
+    One per command: the budget counts the time of every failed attempt and every wait of every call
+    made with it, so a command gives up after `budget` seconds of trouble in all (time spent on calls
+    that work, or waiting for a run, does not count). A permanent error, or one whose request may have
+    been carried out (outcome_unknown: a create must be looked up, not sent again), is raised at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        say: Callable[[str], None],
+        budget: float | None = None,
+        sleep: Callable[[float], None] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.say = say
+        # Read when made, not at import, so tests can shrink the module constant.
+        self.budget = RETRY_BUDGET_SECONDS if budget is None else budget
+        self.sleep = sleep if sleep is not None else patience_sleep
+        self.rand = rand
+        self.waits: list[float] = []
+        # Seconds of trouble so far: failed attempts plus waits. Counting the waits asked for rather
+        # than the clock lets a test's sleep that returns at once still use up the budget.
+        self.spent = 0.0
+
+    def call(self, request: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                return request()
+            except JudgeError as error:
+                if not _passing(error):
+                    raise
+                self.spent += time.monotonic() - started
+                left = self.budget - self.spent
+                delay = backoff_delay(attempt, retry_after=error.retry_after, rand=self.rand)
+                # Waiting past the budget only to fail then helps no one; nor does asking before Retry-After.
+                if left <= 0 or (error.retry_after is not None and delay > left):
+                    self.say(f"{waiting_for(error)}; giving up after {_seconds(self.spent)} s")
+                    raise
+                delay = min(delay, left)
+                self.say(f"{waiting_for(error)}; trying again in {_seconds(delay)} s")
+                logger.info("judge_api waiting %.2f s after %s", delay, error.reason)
+                self.waits.append(delay)
+                self.spent += delay
+                self.sleep(delay)
+
+
+def _passing(error: JudgeError) -> bool:
+    """A throttle, a server failure, a timeout or a lost connection, whose request was not carried out.
+
+    A reply that could not be read is not a passing state of the server (asking again gets the same
+    reply), and a request that may have been carried out (a create) must be looked up, not sent again.
+    """
+    if error.permanent or error.outcome_unknown:
+        return False
+    if error.status is not None:
+        return error.status in (408, 429) or error.status >= 500
+    return error.reason in ("timeout", "connect", "dropped")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".removesuffix(".0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +292,10 @@ class JudgeAPI:
         api_key: str,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        patience: Patience | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = judge_api_root(base_url)
+        self.patience = patience
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
@@ -189,12 +310,13 @@ class JudgeAPI:
         )
 
     @classmethod
-    def from_settings(cls, *, timeout: float | None = None) -> JudgeAPI:
+    def from_settings(cls, *, timeout: float | None = None, patience: Patience | None = None) -> JudgeAPI:
         return cls(
             base_url=settings.JUDGE_API_URL,
             api_key=settings.JUDGE_API_KEY,
             timeout=timeout if timeout is not None else settings.JUDGE_API_TIMEOUT,
             transport=default_transport,
+            patience=patience,
         )
 
     def close(self) -> None:
@@ -318,6 +440,19 @@ class JudgeAPI:
         json: Any = None,
         attempt: int = 1,
     ) -> dict[str, Any]:
+        if self.patience is None:
+            return self._send(method, path, params=params, json=json, attempt=attempt)
+        return self.patience.call(lambda: self._send(method, path, params=params, json=json, attempt=attempt))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        attempt: int = 1,
+    ) -> dict[str, Any]:
         started = time.monotonic()
         status: int | str = "-"
         try:
@@ -373,7 +508,7 @@ class JudgeAPI:
         retry_after = _retry_after(response.headers.get("Retry-After"))
         if status == 429:
             raise JudgeError(
-                f"The judge API is throttling requests: {message}",
+                f"The judge API is throttling requests ({status}): {message}",
                 status=status,
                 code=code or "throttled",
                 retry_after=retry_after,
@@ -406,22 +541,38 @@ def _malformed(path: str, what: str) -> JudgeError:
 
 
 def _problem_message(response: httpx.Response) -> tuple[str, str]:
-    """The human part of an error reply: the problem body's detail (and title), else the raw text."""
+    """The human part of an error reply and its code: the problem's title and detail, else an excerpt.
+
+    A body that is not JSON is often a proxy's HTML error page: only its text, at most BODY_EXCERPT
+    characters of it, goes into a message that may end up in a run's error line.
+    """
     try:
         body = response.json()
     except ValueError:
-        text = response.text.strip()
-        return (text[:300] or response.reason_phrase or "no details given"), ""
+        return _excerpt(response.text) or response.reason_phrase or "no details given", ""
     if isinstance(body, dict):
-        detail = body.get("detail") or body.get("title") or ""
-        if not detail:
+        title, detail = str(body.get("title") or "").strip(), str(body.get("detail") or "").strip()
+        if title and detail and not detail.startswith(title.rstrip(".")):
+            text = f"{title.rstrip('.')}: {detail}"
+        else:
+            text = detail or title
+        if not text:
             # DRF-style field errors: {"field": ["message"]}
-            detail = "; ".join(
+            text = "; ".join(
                 f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
                 for key, value in body.items()
             )
-        return str(detail)[:1000], str(body.get("code") or "")
-    return json.dumps(body)[:300], ""
+        return text[:1000], str(body.get("code") or "")
+    return json.dumps(body)[:BODY_EXCERPT], ""
+
+
+def _excerpt(text: str) -> str:
+    """At most BODY_EXCERPT characters of a body's text, without markup or runs of whitespace."""
+    if "<" in text and ">" in text:
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+        text = re.sub(r"<[^>]*>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= BODY_EXCERPT else text[: BODY_EXCERPT - 1] + "…"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from evals.client import JudgeAPI, JudgeInfo
+from evals.client import JudgeAPI, JudgeInfo, judge_api_root
 from evals.models import Judge
 
 
@@ -25,14 +25,23 @@ class SyncResult:
         return self.added + self.updated
 
 
+def current_api_url() -> str:
+    """JUDGE_API_URL in the normal form judges store and JudgeAPI.base_url has (no slash or /v1 at the end)."""
+    return judge_api_root(str(settings.JUDGE_API_URL))
+
+
 def judges_for_current_api() -> QuerySet[Judge]:
-    return Judge.objects.filter(api_url=settings.JUDGE_API_URL)
+    # Judges synced before the URL was kept in one normal form may carry another spelling of the same
+    # API; the next sync stores the normal form.
+    root = current_api_url()
+    return Judge.objects.filter(api_url__in=[root, f"{root}/", f"{root}/v1", f"{root}/v1/"])
 
 
 def judges_sync(*, api: JudgeAPI | None = None) -> SyncResult:
     """Fetch every judge the API lists and store it; judges no longer listed are kept but marked.
 
-    Raises JudgeError when the API cannot be read; nothing is changed then.
+    Raises JudgeError when the API cannot be read; nothing is changed then. A command passes an `api`
+    with Patience, so a throttled or failing API is waited out instead of failing the command.
     """
     own_api = api is None
     api = api or JudgeAPI.from_settings()
@@ -44,15 +53,17 @@ def judges_sync(*, api: JudgeAPI | None = None) -> SyncResult:
     now = timezone.now()
     added = updated = 0
     with transaction.atomic():
-        existing = {judge.remote_id: judge for judge in judges_for_current_api()}
+        # Where one judge is stored under two spellings of the URL, the normal one is kept up to date.
+        stored = sorted(judges_for_current_api(), key=lambda judge: judge.api_url == current_api_url())
+        existing = {judge.remote_id: judge for judge in stored}
         for info in remote:
             judge = existing.pop(info.id, None)
             if judge is None:
-                judge = Judge(
-                    api_url=settings.JUDGE_API_URL, remote_id=info.id, source=settings.JUDGE_API_SOURCE
-                )
+                judge = Judge(api_url=current_api_url(), remote_id=info.id, source=settings.JUDGE_API_SOURCE)
                 added += 1
             else:
+                # The normal form, which runs compare with the client's base URL (services/thresholds.py).
+                judge.api_url = current_api_url()
                 updated += 1
             _apply(judge, info, now=now)
             judge.save()

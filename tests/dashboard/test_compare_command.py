@@ -6,10 +6,12 @@ import io
 import json
 from typing import Any
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from evals import client
 from evals.models import Run
 from tests.evals.test_stats import build_run
 
@@ -157,3 +159,22 @@ def test_usage_errors_exit_2_with_a_sentence(baseline: Run, args: list[str], mes
     assert code == 2
     assert message in err
     assert out == ""
+
+
+def test_the_gate_reads_only_docket_and_never_waits_on_the_judge_api(
+    baseline: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CI gate against a baseline must not hang or fail on a throttled judge API: runs with pending
+    # thresholds compare at the default, from what Docket stored, without asking the judge.
+    calls: list[httpx.Request] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, text="Service Unavailable")
+
+    monkeypatch.setattr(client, "default_transport", httpx.MockTransport(down))
+    monkeypatch.setattr(client, "patience_sleep", lambda seconds: pytest.fail("compare_runs waited"))
+    b = candidate(baseline, [0.4, 0.4, 0.5, 0.7, 0.5])
+    code, data = as_json(str(baseline.pk), str(b.pk), "--fail-on-regression")
+    assert code == 1 and data["evaluators"][0]["threshold_source_a"] == "pending"
+    assert calls == []

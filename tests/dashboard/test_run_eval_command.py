@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from pytest_django.fixtures import Settings as SettingsWrapper
 
+from evals import client
 from evals.models import Dataset, Judge, Run
 from evals.services.runs import run_cancel, run_create
-from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
+from tests.conftest import JUDGE_URL, QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
 
 pytestmark = pytest.mark.usefixtures("offline_judge")
 
@@ -239,3 +243,128 @@ def test_retry_usage_errors_exit_2(
     code, _, err = run_eval(*[str(run.pk) if arg == "RUN" else arg for arg in args])
     assert code == 2 and message in err
     assert not Run.objects.filter(retry_of=run).exists()
+
+
+# --- A judge API that throttles or fails for a while -------------------------------------------------
+
+
+class Flaky(httpx.BaseTransport):
+    """The offline judge behind a judge API that first answers GETs of matching paths with `replies`."""
+
+    def __init__(self, inner: httpx.BaseTransport, path: str, replies: list[httpx.Response]) -> None:
+        self.inner, self.path, self.replies = inner, re.compile(path), list(replies)
+        self.faked = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and self.path.search(request.url.path) and self.replies:
+            self.faked += 1
+            return self.replies.pop(0)
+        return self.inner.handle_request(request)
+
+
+def throttled(seconds: int = 3) -> httpx.Response:
+    return httpx.Response(
+        429,
+        headers={"Retry-After": str(seconds)},
+        json={"title": "Throttled.", "detail": "Request was throttled.", "code": "throttled"},
+    )
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """What the command would have slept for, waiting on the judge API (it never sleeps here)."""
+    slept: list[float] = []
+    monkeypatch.setattr(client, "patience_sleep", slept.append)
+    return slept
+
+
+def flaky(monkeypatch: pytest.MonkeyPatch, path: str, *replies: httpx.Response) -> Flaky:
+    assert client.default_transport is not None
+    transport = Flaky(client.default_transport, path, list(replies))
+    monkeypatch.setattr(client, "default_transport", transport)
+    return transport
+
+
+def test_a_throttled_judge_list_is_waited_out_and_the_wait_is_said(
+    db: None, make_dataset: Callable[..., Dataset], waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No judge is known yet: the command lists them, and the API throttles the first two tries.
+    api = flaky(monkeypatch, r"/v1/judges/$", throttled(3), throttled(4))
+    code, out, err = run_eval("--dataset", str(make_dataset(3).pk), "--judge", SUPPORT_JUDGE)
+    assert code == 0, err
+    assert api.faked == 2 and waits == [3.0, 4.0]
+    assert err.splitlines() == [
+        "judge API throttled (429); trying again in 3 s",
+        "judge API throttled (429); trying again in 4 s",
+    ]
+    assert out.strip().splitlines()[-1] == f"run {Run.objects.get().pk}: queued"
+
+
+def test_a_judge_api_that_keeps_failing_exits_2_once_the_budget_is_spent(
+    db: None, make_dataset: Callable[..., Dataset], waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client, "RETRY_BUDGET_SECONDS", 20.0)
+    flaky(monkeypatch, r"/v1/judges/$", *[httpx.Response(503, text="<h1>Service Unavailable</h1>")] * 50)
+    code, _, err = run_eval("--dataset", str(make_dataset(3).pk), "--judge", SUPPORT_JUDGE)
+    assert code == 2
+    assert sum(waits) == pytest.approx(20.0, abs=1.0) and len(waits) > 3
+    assert "judge API failed (503); trying again in" in err
+    assert "judge API failed (503); giving up after 20 s" in err
+    assert "Could not list the judges: The judge API failed (503): Service Unavailable" in err
+    assert not Run.objects.exists()
+
+
+def test_a_refused_key_exits_2_at_once(
+    db: None, make_dataset: Callable[..., Dataset], waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = httpx.Response(401, json={"title": "Not authenticated.", "detail": "Bad key.", "code": "x"})
+    flaky(monkeypatch, r"/v1/judges/$", refused)
+    code, _, err = run_eval("--dataset", str(make_dataset(3).pk), "--judge", SUPPORT_JUDGE)
+    assert code == 2 and waits == []
+    assert "Could not list the judges: The judge API refused Docket's key (401)" in err
+
+
+def test_the_judges_version_is_pinned_after_waiting_out_a_throttle(
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    waits: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    judge = judges[SUPPORT_JUDGE]
+    assert not judge.version_id  # list rows carry none: the command asks for the judge's detail
+    flaky(monkeypatch, rf"/v1/judges/{judge.remote_id}/$", throttled(2))
+    code, _, err = run_eval("--dataset", str(make_dataset(3).pk), "--judge", SUPPORT_JUDGE)
+    assert code == 0, err
+    assert waits == [2.0]
+    run = Run.objects.get()
+    assert run.judge_version_id and run.judge_version_id == Judge.objects.get(pk=judge.pk).version_id
+
+
+def test_thresholds_are_learned_after_waiting_out_a_failing_log_read(
+    judges: dict[str, Judge],
+    make_dataset: Callable[..., Dataset],
+    waits: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flaky(monkeypatch, r"/v1/execution-logs/", httpx.Response(502, text="Bad Gateway"), throttled(1))
+    dataset = make_dataset(4, response=half_curt)
+    code, out, err = run_eval("--dataset", str(dataset.pk), "--judge", SUPPORT_JUDGE, "--wait")
+    assert code == 0, err
+    assert "judge API failed (502); trying again in" in err
+    assert "judge API throttled (429); trying again in 1 s" in err
+    run = Run.objects.get()
+    assert summary_rows(out, run)["Politeness"] == ["0.6", "judge's", "50%"]
+
+
+@pytest.mark.parametrize("suffix", ["/", "/v1", "/v1/"])
+def test_a_judge_api_url_with_v1_or_a_slash_judges_and_learns_thresholds(
+    db: None, make_dataset: Callable[..., Dataset], settings: SettingsWrapper, suffix: str
+) -> None:
+    # Scorable's own CLI wants SCORABLE_API_URL with /v1; once that meant /v1/v1/ paths and 404s.
+    settings.JUDGE_API_URL = JUDGE_URL + suffix
+    code, out, err = run_eval("--dataset", str(make_dataset(4).pk), "--judge", SUPPORT_JUDGE, "--wait")
+    assert code == 0, err
+    run = Run.objects.get()
+    assert run.status == Run.Status.COMPLETED and run.judge.api_url == JUDGE_URL
+    # The judge's thresholds were read: the run's judge counts as judged through this very API.
+    assert summary_rows(out, run)["Politeness"][:2] == ["0.6", "judge's"]

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from evals.client import JudgeAPI, JudgeError
+from evals import client
+from evals.client import JudgeAPI, JudgeError, Patience
 
 BASE = "https://judge.example/api"
 
@@ -343,3 +344,188 @@ def test_every_call_is_logged_without_the_key(caplog: pytest.LogCaptureFixture) 
     assert "method=GET path=/v1/judges/batch-executions/b-7/ status=429" in line
     assert "attempt=4" in line and "latency_ms=" in line
     assert "sekrit-key" not in caplog.text
+
+
+# --- Base URL, error messages ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base_url", [BASE, f"{BASE}/", f"{BASE}/v1", f"{BASE}/v1/", f" {BASE}/V1 "])
+def test_the_base_url_is_taken_with_or_without_v1_or_a_slash(base_url: str) -> None:
+    # Scorable's own CLI wants SCORABLE_API_URL with /v1; once that meant /v1/v1/ and 404s.
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"next": None, "previous": None, "results": []})
+
+    api = JudgeAPI(base_url=base_url, api_key="k", transport=httpx.MockTransport(handler))
+    list(api.list_judges())
+    assert api.base_url == BASE
+    assert seen[0].startswith(f"{BASE}/v1/judges/?")
+
+
+def test_an_html_error_page_gives_the_status_and_at_most_200_characters_of_its_text() -> None:
+    page = "<html><head><style>body { color: red }</style><title>502 Bad Gateway</title></head><body>"
+    page += (
+        "<h1>Bad Gateway</h1>"
+        + "<p>The proxy could not reach the upstream server.</p>" * 100
+        + "</body></html>"
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text=page, headers={"Content-Type": "text/html"})
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).get_batch("b1")
+    message = caught.value.message
+    assert "(502)" in message and "502 Bad Gateway Bad Gateway The proxy could not reach" in message
+    assert "<" not in message and "color: red" not in message
+    assert len(message) < len("The judge API failed (502): ") + 201
+
+
+def test_a_problem_gives_its_status_title_and_detail() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = problem(
+            429, "throttled", "Request was throttled. Expected available in 4 seconds.", "Throttled."
+        )
+        return httpx.Response(429, json=body)
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler).get_batch("b1")
+    assert caught.value.message == (
+        "The judge API is throttling requests (429): Throttled: Request was throttled. "
+        "Expected available in 4 seconds."
+    )
+
+
+# --- Patience: what the commands use to wait out a throttled or failing judge API ------------------
+
+
+def replies(*responses: httpx.Response | Exception) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler giving these replies in turn (an exception is raised), then 200s with an empty page."""
+    queue = list(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = queue.pop(0) if queue else httpx.Response(200, json={"next": None, "results": []})
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return handler
+
+
+def throttled(retry_after: str | None = None) -> httpx.Response:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return httpx.Response(429, headers=headers, json=problem(429, "throttled", "Request was throttled."))
+
+
+def failed(status: int = 503) -> httpx.Response:
+    return httpx.Response(status, text="Service Unavailable")
+
+
+class Watcher:
+    """Records what Patience says and how long it would have slept (tests never sleep)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+        self.waits: list[float] = []
+
+    def patience(self, **kwargs: Any) -> Patience:
+        return Patience(say=self.said.append, sleep=self.waits.append, rand=lambda: 1.0, **kwargs)
+
+
+def test_patience_waits_as_long_as_retry_after_says_and_says_what_it_waits_for() -> None:
+    watcher = Watcher()
+    api = make_api(replies(throttled("4"), throttled("2")), patience=watcher.patience())
+    assert list(api.list_judges()) == []
+    assert watcher.waits == [4.0, 2.0]
+    assert watcher.said == [
+        "judge API throttled (429); trying again in 4 s",
+        "judge API throttled (429); trying again in 2 s",
+    ]
+
+
+def test_patience_without_retry_after_backs_off_exponentially_with_jitter_and_a_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client, "BACKOFF_CAP_SECONDS", 3.0)
+    errors = [failed(503), failed(500), throttled(), failed(502)]
+    high, low = Watcher(), Watcher()
+    list(make_api(replies(*errors), patience=high.patience()).list_judges())
+    # The jitter takes between half and all of 1, 2, 4 (capped at 3), 8 (capped)...
+    assert high.waits == [1.0, 2.0, 3.0, 3.0]
+    list(
+        make_api(
+            replies(*errors), patience=Patience(say=low.said.append, sleep=low.waits.append, rand=lambda: 0.0)
+        ).list_judges()
+    )
+    assert low.waits == [0.5, 1.0, 1.5, 1.5]
+    assert high.said[0] == "judge API failed (503); trying again in 1 s"
+    assert high.said[2] == "judge API throttled (429); trying again in 3 s"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (httpx.ConnectError("refused"), "could not connect to the judge API; trying again in 1 s"),
+        (httpx.ReadTimeout("slow"), "judge API did not answer in time; trying again in 1 s"),
+        (httpx.RemoteProtocolError("closed"), "the connection to the judge API broke; trying again in 1 s"),
+    ],
+)
+def test_patience_waits_out_timeouts_and_lost_connections_of_reads(error: Exception, said: str) -> None:
+    watcher = Watcher()
+    list(make_api(replies(error), patience=watcher.patience()).list_judges())
+    assert watcher.said == [said]
+
+
+def test_patience_gives_up_once_its_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "RETRY_BUDGET_SECONDS", 10.0)
+    watcher, calls = Watcher(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return failed(503)
+
+    with pytest.raises(JudgeError) as caught:
+        list(make_api(handler, patience=watcher.patience()).list_judges())
+    assert caught.value.status == 503
+    # 1 + 2 + 4, then only the 3 s left of the 10 (less the moments the failed calls took), one last try.
+    assert watcher.waits == [1.0, 2.0, 4.0, pytest.approx(3.0, abs=0.5)] and len(calls) == 5
+    assert watcher.said[-1] == "judge API failed (503); giving up after 10 s"
+
+
+def test_patience_does_not_wait_for_a_retry_after_beyond_its_budget() -> None:
+    watcher = Watcher()
+    with pytest.raises(JudgeError) as caught:
+        list(make_api(replies(throttled("300")), patience=watcher.patience(budget=120)).list_judges())
+    assert caught.value.retry_after == 300.0
+    assert watcher.waits == [] and watcher.said == ["judge API throttled (429); giving up after 0 s"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        httpx.Response(401, json=problem(401, "authentication_failed", "Bad key.")),
+        httpx.Response(404, json=problem(404, "not_found", "No such judge.")),
+        httpx.Response(200, content=b"{not json"),
+    ],
+)
+def test_patience_raises_a_permanent_error_or_an_unreadable_reply_at_once(reply: httpx.Response) -> None:
+    watcher = Watcher()
+    with pytest.raises(JudgeError):
+        make_api(replies(reply), patience=watcher.patience()).get_judge("j1")
+    assert watcher.waits == [] and watcher.said == []
+
+
+def test_patience_never_sends_a_create_again_whose_outcome_is_unknown() -> None:
+    watcher, calls = Watcher(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return failed(500)
+
+    with pytest.raises(JudgeError) as caught:
+        make_api(handler, patience=watcher.patience()).create_batch(
+            "j1", inputs=[{"response": "x"}], tags=["t"]
+        )
+    assert caught.value.outcome_unknown and len(calls) == 1 and watcher.waits == []

@@ -1,6 +1,8 @@
 """Start a run from the command line, optionally wait for it, and gate on its scores (the CI gate).
 
-Exit status: 0; 1 when a mean score is under --fail-under; 2 for usage or validation errors.
+Exit status: 0; 1 when a mean score is under --fail-under; 2 for usage or validation errors, and
+when the judge API refuses a request or still fails after evals.client.RETRY_BUDGET_SECONDS of waiting
+(a throttle, a 5xx, a timeout is waited out, saying so on standard error).
 The last line of standard output is always `run <id>: <status>` once a run exists.
 """
 
@@ -13,10 +15,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
-from evals.client import JudgeAPI, JudgeError
+from evals.client import JudgeAPI, JudgeError, Patience
 from evals.models import Dataset, Judge, Run, Score
 from evals.pump import pump, pump_alive
-from evals.services.judges import judges_for_current_api, judges_sync
+from evals.services.judges import judge_refresh, judges_for_current_api, judges_sync
 from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
 from evals.services.thresholds import run_thresholds_learn
 
@@ -58,6 +60,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # One budget for every judge API call of this command: a CI job waits minutes, not hours.
+        self.patience = Patience(say=self.stderr.write)
         if options["fail_under"] is not None and not options["wait"]:
             raise CommandError(
                 "--fail-under needs --wait: scores exist only once the run has finished.", returncode=2
@@ -86,6 +90,16 @@ class Command(BaseCommand):
         if dataset is None:
             raise CommandError(f"There is no dataset {options['dataset']}.", returncode=2)
         judge = self.find_judge(options["judge"])
+        if not judge.version_id:
+            # run_create pins the judge's current version but gives up on the first error; ask here,
+            # where a throttled API can be waited out.
+            try:
+                with self.judge_api() as api:
+                    judge = judge_refresh(judge=judge, api=api)
+            except JudgeError as exc:
+                raise CommandError(
+                    f"Could not read the judge {judge.name}: {exc.message}", returncode=2
+                ) from exc
         try:
             run = run_create(
                 dataset=dataset,
@@ -144,7 +158,8 @@ class Command(BaseCommand):
         found = lookup()
         if not found:
             try:
-                judges_sync()
+                with self.judge_api() as api:
+                    judges_sync(api=api)
             except JudgeError as exc:
                 raise CommandError(f"Could not list the judges: {exc.message}", returncode=2) from exc
             found = lookup()
@@ -156,6 +171,9 @@ class Command(BaseCommand):
                 f'"{wanted}" names {len(found)} judges; use the judge id instead.', returncode=2
             )
         return found[0]
+
+    def judge_api(self) -> JudgeAPI:
+        return JudgeAPI.from_settings(patience=self.patience)
 
     def wait(self, run: Run) -> Run:
         started = time.monotonic()
@@ -199,7 +217,7 @@ class Command(BaseCommand):
             return 0
         if run.thresholds_learned_at is None and run.completed_count:
             # No worker ran the learning task (this command worked the run itself): learn here.
-            with JudgeAPI.from_settings() as api:
+            with self.judge_api() as api:
                 run_thresholds_learn(run=run, api=api)
         self.stdout.write(f"{'evaluator':<32} {'n':>7} {'mean':>6} {'min':>6} {'threshold':>16} {'pass':>5}")
         failing = []
