@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
+from django.conf import settings
+
 from evals.ingest.mapping import (
     CONTEXTS,
     EXPECTED_OUTPUT,
@@ -24,11 +26,13 @@ from evals.ingest.mapping import (
     SYSTEM_PROMPT,
     TURNS,
 )
-from evals.ingest.readers import ROW, ReadSpec, Record, Table
+from evals.ingest.readers import ROW, JsonProblem, ReadSpec, Record, Table, loads_checked
 
 # The judge API's limits (docs/scorable-api.md): these two fields take at most 3,500,000 characters.
 MAX_LONG_TEXT = 3_500_000
 TURN_ROLES = ("user", "assistant", "tool")
+# The fields of the SDK's MessageTurnRequest (scorable 1.15), the shape every turn is checked to.
+TURN_KEYS = ("role", "content", "contexts", "tool_calls", "tool_call_id")
 
 # How many problems a report keeps; the count goes on, and the invalid-rows download has them all.
 KEEP_PROBLEMS = 1000
@@ -89,6 +93,7 @@ class RowChecker:
         self.ignored = {column for column in columns if field_of[column] == IGNORE}
         # Columns met in JSON objects that are not in the header: kept as metadata, listed here.
         self.extra_columns: dict[str, None] = {}
+        self.max_columns = int(settings.DOCKET_MAX_COLUMNS)
         index = {column: position for position, column in enumerate(columns)}
         self._i_request = index.get(self.request) if self.request else None
         self._i_response = index.get(self.response) if self.response else None
@@ -131,6 +136,9 @@ class RowChecker:
             if not cell:
                 continue
             if cell[0] == "[" and cell[-1] == "]":
+                # Nesting, escapes (a lone surrogate?) and objects go the careful way, which checks them.
+                if "\\u" in cell or "{" in cell or cell.count("[") > 1:
+                    return None
                 try:
                     items, end = _scan_json(cell, 0)
                 except (ValueError, StopIteration):
@@ -233,6 +241,20 @@ class RowChecker:
                 if key in self.metadata:
                     metadata[key] = value
             elif key not in self.ignored:
+                if (
+                    key not in self.extra_columns
+                    and len(self.known) + len(self.extra_columns) >= self.max_columns
+                ):
+                    # Each row may bring new keys; all of them become the dataset's columns.
+                    problems.append(
+                        Problem(
+                            line,
+                            key,
+                            f"is a new key past the {self.max_columns:,}-column limit of the file "
+                            "(DOCKET_MAX_COLUMNS)",
+                        )
+                    )
+                    continue
                 self.extra_columns.setdefault(key, None)
                 metadata[key] = value
         return self._finish(
@@ -311,7 +333,10 @@ class RowChecker:
                     return []
                 return [value]
             try:
-                items = json.loads(stripped)
+                items = loads_checked(stripped)
+            except JsonProblem as error:
+                problems.append(Problem(line, column, str(error)))
+                return []
             except ValueError as error:
                 problems.append(
                     Problem(
@@ -345,13 +370,20 @@ class RowChecker:
                 contexts.append(item)
         return contexts
 
-    @staticmethod
-    def _turns(value: Any, column: str, line: int, problems: list[Problem]) -> list[dict[str, Any]] | None:
+    @classmethod
+    def _turns(
+        cls, value: Any, column: str, line: int, problems: list[Problem]
+    ) -> list[dict[str, Any]] | None:
+        """Turns checked to the SDK's MessageTurnRequest: a row the judge would reject with a 400 fails
+        here, on its own, instead of failing the whole remote batch it would have been sent in."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads_checked(value)
+            except JsonProblem as error:
+                problems.append(Problem(line, column, str(error)))
+                return None
             except ValueError as error:
                 problems.append(Problem(line, column, f"is not valid JSON ({_json_error(error)})"))
                 return None
@@ -359,6 +391,7 @@ class RowChecker:
             problems.append(Problem(line, column, "must be a JSON array of {role, content} objects"))
             return None
         before = len(problems)
+        turns = []
         for number, turn in enumerate(value, start=1):
             if not isinstance(turn, dict):
                 problems.append(
@@ -366,7 +399,7 @@ class RowChecker:
                 )
                 continue
             role = turn.get("role")
-            if role not in TURN_ROLES:
+            if not isinstance(role, str) or role not in TURN_ROLES:
                 hint = (
                     "; put a system message in the system_prompt column instead" if role == "system" else ""
                 )
@@ -386,9 +419,65 @@ class RowChecker:
                 problems.append(Problem(line, column, f"turn {number} content is {_kind(content)}, not text"))
             elif "\x00" in content:
                 problems.append(Problem(line, column, f"turn {number} content {_NUL_REASON}"))
+            cls._turn_extras(turn, number, column, line, problems)
+            # Keys MessageTurnRequest does not know are dropped, as the SDK drops them: the judge never
+            # sees them either way (a `name` of an OpenAI message, say).
+            turns.append({key: turn[key] for key in TURN_KEYS if key in turn})
         if len(problems) > before:
             return None
-        return value or None
+        return turns or None
+
+    @staticmethod
+    def _turn_extras(
+        turn: dict[str, Any], number: int, column: str, line: int, problems: list[Problem]
+    ) -> None:
+        """contexts, tool_calls and tool_call_id of one turn; each may be absent or null."""
+        contexts = turn.get("contexts")
+        if contexts is not None:
+            if not isinstance(contexts, list):
+                problems.append(
+                    Problem(
+                        line, column, f"turn {number} contexts is {_kind(contexts)}, not an array of text"
+                    )
+                )
+            else:
+                for item_number, item in enumerate(contexts, start=1):
+                    if not isinstance(item, str):
+                        reason = f"is {_kind(item)}, not text"
+                    elif not item:
+                        reason = "is empty; the judge API takes only non-empty contexts"
+                    elif "\x00" in item:
+                        reason = _NUL_REASON
+                    else:
+                        continue
+                    problems.append(
+                        Problem(line, column, f"turn {number} contexts item {item_number} {reason}")
+                    )
+        tool_calls = turn.get("tool_calls")
+        if tool_calls is not None:
+            if not isinstance(tool_calls, list):
+                problems.append(
+                    Problem(
+                        line,
+                        column,
+                        f"turn {number} tool_calls is {_kind(tool_calls)}, not an array of objects",
+                    )
+                )
+            else:
+                for item_number, call in enumerate(tool_calls, start=1):
+                    if not isinstance(call, dict):
+                        problems.append(
+                            Problem(
+                                line,
+                                column,
+                                f"turn {number} tool_calls item {item_number} is {_kind(call)}, not an object",
+                            )
+                        )
+        tool_call_id = turn.get("tool_call_id")
+        if tool_call_id is not None and not isinstance(tool_call_id, str):
+            problems.append(
+                Problem(line, column, f"turn {number} tool_call_id is {_kind(tool_call_id)}, not text")
+            )
 
 
 _NULS = repeat("\x00")

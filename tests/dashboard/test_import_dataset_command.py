@@ -147,7 +147,10 @@ def test_file_over_the_caps_exits_2(tmp_path: Path, settings: object) -> None:
     settings.DOCKET_MAX_UPLOAD_BYTES = 10_000  # type: ignore[attr-defined]
     settings.DOCKET_MAX_ROWS = 5  # type: ignore[attr-defined]
     code, _, err = run(str(path))
-    assert code == 2 and err.strip() == "qa.csv: The file has more than 5 rows, over the row limit."
+    assert (
+        code == 2
+        and err.strip() == "qa.csv: The file has more than 5 rows, over the row limit (DOCKET_MAX_ROWS)."
+    )
 
 
 def test_a_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:

@@ -507,6 +507,80 @@ def test_bad_turns_are_reported_with_the_reason(tmp_path: Path, cell: str, reaso
     assert problems(report) == [(2, "turns", reason)]
 
 
+@pytest.mark.parametrize(
+    ("turn", "reason"),
+    [
+        (
+            {"role": "assistant", "content": "x", "contexts": "a string"},
+            "turn 2 contexts is a string, not an array of text",
+        ),
+        (
+            {"role": "assistant", "content": "x", "contexts": ["a", 3]},
+            "turn 2 contexts item 2 is a number, not text",
+        ),
+        (
+            {"role": "assistant", "content": "x", "contexts": [""]},
+            "turn 2 contexts item 1 is empty; the judge API takes only non-empty contexts",
+        ),
+        (
+            {"role": "assistant", "tool_calls": "bad"},
+            "turn 2 tool_calls is a string, not an array of objects",
+        ),
+        ({"role": "assistant", "tool_calls": ["bad"]}, "turn 2 tool_calls item 1 is a string, not an object"),
+        (
+            {"role": "tool", "content": "sunny", "tool_call_id": 7},
+            "turn 2 tool_call_id is a number, not text",
+        ),
+    ],
+)
+def test_a_turn_the_sdk_would_reject_is_a_problem_of_its_row_naming_line_column_and_turn(
+    tmp_path: Path, turn: dict[str, Any], reason: str
+) -> None:
+    # The judge rejects such a turn with a 400 that fails its whole remote batch: catch it at import.
+    good = json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    bad = json.dumps([{"role": "user", "content": "weather?"}, turn])
+    report, rows = check_rows(tmp_path, [["q", "r", "", "", good, ""], ["q", "r", "", "", bad, ""]])
+    assert problems(report) == [(3, "turns", reason)]
+    assert report.valid == 1 and rows[0].turns is not None
+
+
+def test_a_messages_column_of_a_jsonl_file_maps_to_turns_and_is_checked_per_turn(tmp_path: Path) -> None:
+    lines = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "contexts": "a string"}]},
+    ]
+    path = write(tmp_path, "chats.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    _, report, rows = read(path)
+    assert problems(report) == [(2, "messages", "turn 2 contexts is a string, not an array of text")]
+    assert rows[0].turns == lines[0]["messages"]
+
+
+def test_tool_call_turns_pass_and_keys_the_sdk_does_not_know_are_dropped(tmp_path: Path) -> None:
+    turns = [
+        {"role": "user", "content": "weather?", "name": "ada"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+            ],
+            "contexts": ["It is sunny in Paris."],
+        },
+        {"role": "tool", "content": "sunny", "tool_call_id": "1"},
+        {
+            "role": "assistant",
+            "content": "Sunny.",
+            "contexts": None,
+            "tool_calls": None,
+            "tool_call_id": None,
+        },
+    ]
+    report, rows = check_rows(tmp_path, [["", "", "", "", json.dumps(turns), ""]])
+    assert report.invalid == 0
+    assert rows[0].turns[0] == {"role": "user", "content": "weather?"}
+    assert rows[0].turns[1:] == turns[1:]
+
+
 def test_assistant_turn_without_content_is_allowed_for_tool_calls(tmp_path: Path) -> None:
     turns = json.dumps(
         [
@@ -624,3 +698,461 @@ def test_invalid_rows_download_of_jsonl_keeps_the_original_line(tmp_path: Path) 
     assert rows[0] == ["answer", "error", "json"]
     assert rows[1][2] == '{"answer": broken'
     assert rows[1][1].startswith("line 2, column (row): is not valid JSON")
+
+
+# --- Hostile input (issue 11): limits that hold while streaming, decode problems as row problems ------
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_a_jsonl_value_nested_100000_deep_is_a_problem_of_its_row_not_a_recursion_error(
+    tmp_path: Path,
+) -> None:
+    good = '{"prompt": "q", "response": "a"}'
+    path = write(tmp_path, "d.jsonl", f'{good}\n{{"response": "a", "m": {deep(100_000)}}}\n{good}\n')
+    _, report, _ = read(path)
+    assert problems(report) == [
+        (2, "(row)", "is nested more than 64 levels deep, over the limit (DOCKET_MAX_JSON_DEPTH)")
+    ]
+    assert report.valid == 2
+
+
+def test_nesting_up_to_the_depth_limit_is_read(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_JSON_DEPTH = 4
+    path = write(
+        tmp_path, "d.jsonl", '{"response": "a", "m": [[["x"]]]}\n{"response": "a", "m": [[[["x"]]]]}\n'
+    )
+    _, report, rows = read(path)
+    assert rows[0].metadata == {"m": [[["x"]]]}
+    assert problems(report) == [
+        (2, "(row)", "is nested more than 4 levels deep, over the limit (DOCKET_MAX_JSON_DEPTH)")
+    ]
+
+
+def test_a_json_array_element_nested_100000_deep_refuses_the_file_naming_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.json", f'[\n{{"response": "a"}},\n{deep(100_000)}\n]\n')
+    with pytest.raises(IngestError, match=r"element starting on line 3 is nested more than 64 levels deep"):
+        read(path)
+
+
+@pytest.mark.parametrize("column", ["contexts", "turns"])
+def test_a_json_cell_nested_100000_deep_is_a_problem_of_its_row(tmp_path: Path, column: str) -> None:
+    cells = {
+        "contexts": ["q", "r", deep(100_000), "", "", ""],
+        "turns": ["q", "r", "", "", deep(100_000), ""],
+    }
+    report, _ = check_rows(tmp_path, [cells[column]])
+    assert problems(report) == [
+        (2, column, "is nested more than 64 levels deep, over the limit (DOCKET_MAX_JSON_DEPTH)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "value.jsonl",
+            '{"response": "a"}\n{"response": "bad \\ud800 here"}\n',
+            (2, "response", "holds a lone surrogate (\\ud800), half of a UTF-16 pair, which text can't hold"),
+        ),
+        (
+            "nested.jsonl",
+            '{"response": "a"}\n{"response": "a", "m": {"x": ["\\udfff"]}}\n',
+            (2, "m", "holds a lone surrogate (\\udfff), half of a UTF-16 pair, which text can't hold"),
+        ),
+        (
+            "key.jsonl",
+            '{"response": "a"}\n{"response": "a", "k\\ud800": 1}\n',
+            (2, "(row)", 'has a key with a lone surrogate ("k\\ud800"), which text can\'t hold'),
+        ),
+        (
+            "key.json",
+            '[{"response": "a"},\n {"response": "a", "m": {"\\udc00": 1}}]',
+            (2, "m", 'has a key with a lone surrogate ("\\udc00"), which text can\'t hold'),
+        ),
+    ],
+)
+def test_a_lone_surrogate_escape_is_a_problem_naming_line_and_key(
+    tmp_path: Path, name: str, text: str, expected: tuple[int, str, str]
+) -> None:
+    _, report, rows = read(write(tmp_path, name, text))
+    assert problems(report) == [expected]
+    # The message itself is storable text (it is saved in the upload's report and shown on pages).
+    expected[2].encode("utf-8")
+    assert report.valid == 1 and rows[0].response == "a"
+
+
+def test_a_surrogate_pair_escape_is_one_character_and_reads_fine(tmp_path: Path) -> None:
+    _, report, rows = read(write(tmp_path, "d.jsonl", '{"response": "smile \\ud83d\\ude00"}\n'))
+    assert report.invalid == 0 and rows[0].response == "smile \U0001f600"
+
+
+def test_a_lone_surrogate_in_a_turns_cell_is_a_problem_of_its_row(tmp_path: Path) -> None:
+    turns = '[{"role": "user", "content": "hi \\ud800"}, {"role": "assistant", "content": "yo"}]'
+    report, _ = check_rows(tmp_path, [["q", "r", "", "", turns, ""]])
+    assert problems(report) == [
+        (2, "turns", "holds a lone surrogate (\\ud800), half of a UTF-16 pair, which text can't hold")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("top.jsonl", '{"response": "a"}\n{"response": "a", "response": "b"}\n', 2),
+        ("nested.jsonl", '{"response": "a"}\n{"response": "a", "m": {"response": 1, "response": 2}}\n', 2),
+        ("array.json", '[{"response": "a"},\n\n {"response": "a", "response": "b"}]', 3),
+    ],
+)
+def test_a_key_twice_in_one_json_object_is_a_problem_of_its_row(
+    tmp_path: Path, name: str, text: str, line: int
+) -> None:
+    _, report, _ = read(write(tmp_path, name, text))
+    assert problems(report) == [(line, "(row)", "has the key 'response' twice in one object")]
+    assert report.valid == 1
+
+
+def test_a_key_twice_in_a_turns_cell_is_a_problem_of_its_row(tmp_path: Path) -> None:
+    turns = '[{"role": "user", "content": "hi", "content": "ho"}]'
+    report, _ = check_rows(tmp_path, [["q", "r", "", "", turns, ""]])
+    assert problems(report) == [(2, "turns", "has the key 'content' twice in one object")]
+
+
+def test_a_csv_quote_never_closed_is_named_on_the_line_it_opens_instead_of_eating_the_file(
+    tmp_path: Path,
+) -> None:
+    text = 'question,answer\nq1,a1\nq2,"a2 opens a quote\nq3,a3\nq4,a4\n'
+    _, report, rows = read(write(tmp_path, "q.csv", text))
+    assert problems(report) == [(3, "(row)", "a quote opened here never closes")]
+    assert [row.line for row in rows if isinstance(row, ingest.ParsedRow)] == [2]
+
+
+def test_a_csv_quote_that_closes_on_a_later_line_is_one_multi_line_cell(tmp_path: Path) -> None:
+    _, report, rows = read(write(tmp_path, "q.csv", 'question,answer\nq1,"a\nb"\nq2,a2'))
+    assert report.invalid == 0 and rows[0].response == "a\nb" and rows[1].line == 4
+
+
+def test_a_csv_header_quote_never_closed_refuses_the_file(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"^Line 1: a quote opened here never closes\.$"):
+        read(write(tmp_path, "q.csv", 'question,"answer\nq1,a1\n'))
+
+
+def test_a_csv_header_wider_than_the_column_limit_is_refused(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_COLUMNS = 5
+    header = ",".join(f"c{i}" for i in range(6))
+    with pytest.raises(IngestError, match=r"6 columns, over the 5-column limit \(DOCKET_MAX_COLUMNS\)"):
+        read(write(tmp_path, "w.csv", f"{header}\n{',' * 5}\n"))
+
+
+def test_json_keys_past_the_column_limit_are_problems_of_the_rows_that_bring_them(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Columns are sampled from the first objects; keys met after those become extra columns.
+    monkeypatch.setattr("evals.ingest.readers.COLUMN_SAMPLE_ROWS", 1)
+    settings.DOCKET_MAX_COLUMNS = 3
+    lines = ['{"response": "a", "k1": 1}', '{"response": "a", "k2": 1}', '{"response": "a", "k3": 1}']
+    path = write(tmp_path, "k.jsonl", "\n".join(lines) + "\n")
+    facts = ingest.inspect_file(path)
+    spec = ReadSpec(str(path), facts.file_format, facts.encoding)
+    report = ingest.validate(spec, {"response": "response", "k1": "metadata"})
+    assert problems(report) == [
+        (3, "k3", "is a new key past the 3-column limit of the file (DOCKET_MAX_COLUMNS)")
+    ]
+    assert report.extra_columns == ["k2"]
+
+
+def test_a_json_object_with_more_keys_than_the_column_limit_is_a_problem(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DOCKET_MAX_COLUMNS = 3
+    path = write(tmp_path, "k.jsonl", '{"response": "a"}\n{"response": "a", "a": 1, "b": 2, "c": 3}\n')
+    _, report, _ = read(path)
+    assert problems(report) == [(2, "(row)", "has 4 keys, over the 3-column limit (DOCKET_MAX_COLUMNS)")]
+
+
+def test_a_csv_line_past_the_line_limit_is_refused_before_it_is_read_whole(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DOCKET_MAX_LINE_CHARS = 1000
+    path = write(tmp_path, "l.csv", "question,answer\nq,a\nq," + "x" * 5000)
+    with pytest.raises(
+        IngestError,
+        match=r"^Line 3 is longer than 1,000 characters, over the line limit \(DOCKET_MAX_LINE_CHARS\)\.$",
+    ):
+        read(path)
+
+
+def test_a_csv_row_spanning_lines_past_the_line_limit_is_refused_naming_where_it_starts(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DOCKET_MAX_LINE_CHARS = 1000
+    path = write(tmp_path, "l.csv", 'question,answer\nq,"' + "x\n" * 600 + '"\n')
+    with pytest.raises(IngestError, match=r"over the line limit .* \(in the row starting on line 2\)\.$"):
+        read(path)
+
+
+def test_a_jsonl_line_past_the_line_limit_is_a_problem_and_the_next_line_is_read(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DOCKET_MAX_LINE_CHARS = 1000
+    long = '{"response": "' + "x" * 5000 + '"}'
+    path = write(tmp_path, "l.jsonl", f'{{"response": "a"}}\n{long}\n{{"response": "b"}}\n')
+    _, report, rows = read(path)
+    assert problems(report) == [
+        (2, "(row)", "is longer than 1,000 characters, over the line limit (DOCKET_MAX_LINE_CHARS)")
+    ]
+    assert [(row.line, row.response) for row in rows if isinstance(row, ingest.ParsedRow)] == [
+        (1, "a"),
+        (3, "b"),
+    ]
+
+
+def test_a_json_array_element_past_the_line_limit_refuses_the_file(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_LINE_CHARS = 1000
+    path = write(tmp_path, "l.json", '[{"response": "a"},\n{"response": "' + "x" * 3_000_000)
+    with pytest.raises(IngestError, match=r"element starting on line 2 is longer than 1,000 characters"):
+        read(path)
+
+
+def test_a_csv_cell_past_the_cell_limit_is_refused(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_CELL_CHARS = 100
+    path = write(tmp_path, "c.csv", "question,answer\nq,a\nq," + "x" * 101 + "\n")
+    with pytest.raises(
+        IngestError, match=r"^Line 3: a cell is longer than 100 characters.*DOCKET_MAX_CELL_CHARS"
+    ):
+        read(path)
+
+
+def test_a_jsonl_value_past_the_cell_limit_is_a_problem_naming_its_key(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_CELL_CHARS = 100
+    path = write(tmp_path, "c.jsonl", '{"response": "a"}\n{"response": "' + "x" * 101 + '"}\n')
+    _, report, _ = read(path)
+    assert problems(report) == [
+        (2, "response", "is 101 characters long, over the cell limit (DOCKET_MAX_CELL_CHARS)")
+    ]
+
+
+def test_blank_lines_count_toward_the_row_limit_even_in_a_preview(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_ROWS = 10
+    path = write(tmp_path, "b.csv", "question,answer\n" + "\n" * 20 + "q,a\n")
+    spec = ReadSpec(str(path), "csv", "utf-8", ",")
+    with pytest.raises(IngestError, match=r"more than 10 rows counting blank ones.*\(DOCKET_MAX_ROWS\)"):
+        ingest.preview(spec)
+
+
+def sheet_xlsx(tmp_path: Path, sheet_xml: str, name: str = "s.xlsx") -> Path:
+    """A workbook (from openpyxl) whose sheet XML is replaced by the given rows, with a dimension."""
+    source = xlsx(tmp_path, {"S": [["x"]]}, name="source.xlsx")
+    path = tmp_path / name
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as copy:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = (
+                    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                    f"{sheet_xml}</worksheet>"
+                ).encode()
+            copy.writestr(info.filename, data)
+    return path
+
+
+def inline(ref: str, text: str) -> str:
+    return f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>'
+
+
+def test_xlsx_rows_are_not_padded_to_a_dimension_claiming_a1_to_xfd1048576(tmp_path: Path) -> None:
+    path = sheet_xlsx(
+        tmp_path,
+        '<dimension ref="A1:XFD1048576"/><sheetData>'
+        f'<row r="1">{inline("A1", "prompt")}{inline("B1", "response")}</row>'
+        f'<row r="2">{inline("A2", "q")}{inline("B2", "a")}</row>'
+        "</sheetData>",
+    )
+    with ingest.Table(ReadSpec(str(path), "xlsx")) as table:
+        records = list(table)
+    assert table.columns == ["prompt", "response"]
+    assert [(record.line, record.values) for record in records] == [(2, ["q", "a"])]
+    assert table.blank_lines == 0
+
+
+def test_xlsx_rows_skipped_by_number_count_as_blank_without_being_made(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_ROWS = 1000
+    ok = sheet_xlsx(
+        tmp_path,
+        f'<sheetData><row r="1">{inline("A1", "response")}</row><row r="500">{inline("A500", "a")}</row>'
+        "</sheetData>",
+        name="ok.xlsx",
+    )
+    _, report, rows = read(ok)
+    assert (report.valid, report.blank, rows[0].line) == (1, 498, 500)
+    far = sheet_xlsx(
+        tmp_path,
+        f'<sheetData><row r="1">{inline("A1", "response")}</row>'
+        f'<row r="1048576">{inline("A1048576", "a")}</row></sheetData>',
+        name="far.xlsx",
+    )
+    with pytest.raises(IngestError, match=r"more than 1,000 rows counting blank ones"):
+        read(far)
+
+
+def test_xlsx_blank_row_elements_count_toward_the_row_limit(tmp_path: Path, settings: Any) -> None:
+    settings.DOCKET_MAX_ROWS = 10_000
+    path = sheet_xlsx(
+        tmp_path,
+        f"<sheetData><row>{inline('A1', 'response')}</row><row>{inline('A2', 'a')}</row>"
+        + "<row/>" * 20_000
+        + "</sheetData>",
+    )
+    with pytest.raises(IngestError, match=r"more than 10,000 rows counting blank ones"):
+        read(path)
+
+
+def test_xlsx_trailing_blank_row_elements_are_counted(tmp_path: Path) -> None:
+    path = sheet_xlsx(
+        tmp_path,
+        f"<sheetData><row>{inline('A1', 'response')}</row><row>{inline('A2', 'a')}</row>"
+        + "<row/>" * 5000
+        + f"<row>{inline('A5003', 'b')}</row>"
+        + "<row/>" * 7
+        + "</sheetData>",
+    )
+    _, report, rows = read(path)
+    assert (report.valid, report.blank, [row.line for row in rows]) == (2, 5007, [2, 5003])
+
+
+def test_an_xlsx_value_past_the_column_limit_is_a_problem_and_in_the_header_refuses(
+    tmp_path: Path,
+) -> None:
+    path = sheet_xlsx(
+        tmp_path,
+        f'<sheetData><row r="1">{inline("A1", "response")}</row>'
+        f'<row r="2">{inline("A2", "a")}{inline("XFD2", "far")}</row></sheetData>',
+        name="row.xlsx",
+    )
+    _, report, _ = read(path)
+    assert problems(report) == [
+        (2, "(row)", "has a value in column 16,384, over the 2,000-column limit (DOCKET_MAX_COLUMNS)")
+    ]
+    header = sheet_xlsx(
+        tmp_path, f'<sheetData><row r="1">{inline("A1", "response")}{inline("XFD1", "far")}</row></sheetData>'
+    )
+    with pytest.raises(IngestError, match=r"^Row 1 of the sheet 'S' has a value in column 16,384"):
+        read(header)
+
+
+def test_an_xlsx_part_unpacking_past_the_limit_is_refused_before_it_is_inflated(
+    tmp_path: Path, settings: Any
+) -> None:
+    path = xlsx(tmp_path, {"S": [["prompt", "response"], *[["q", "a" * 20_000]] * 3]})
+    settings.DOCKET_MAX_XLSX_PART_BYTES = 40_000
+    with pytest.raises(
+        IngestError,
+        match=r"^The workbook's part xl/worksheets/sheet1.xml unpacks to .*, over the 39.1 KB limit for one "
+        r"part \(DOCKET_MAX_XLSX_PART_BYTES\)\.$",
+    ):
+        read(path)
+    settings.DOCKET_MAX_XLSX_PART_BYTES = 1 << 20
+    settings.DOCKET_MAX_XLSX_BYTES = 60_000
+    with pytest.raises(IngestError, match=r"over the workbook limit \(DOCKET_MAX_XLSX_BYTES\)"):
+        ingest.xlsx_sheet_names(str(path))
+
+
+def test_a_header_cell_with_undecodable_bytes_refuses_the_file_naming_it(tmp_path: Path) -> None:
+    # A column name holding a lone surrogate could not be stored as the dataset's columns.
+    path = write(tmp_path, "h.csv", "qué,answer".encode() + b"\xff\nq,a\n")
+    with pytest.raises(
+        IngestError, match=r"^Column 2 of the header holds byte 0xFF, which is not valid UTF-8"
+    ):
+        read(path)
+
+
+def test_a_number_past_pythons_digit_limit_is_a_problem_of_its_row_or_refuses_a_json_array(
+    tmp_path: Path,
+) -> None:
+    digits = "1" * 5000
+    _, report, _ = read(
+        write(tmp_path, "n.jsonl", f'{{"response": "a"}}\n{{"response": "a", "n": {digits}}}\n')
+    )
+    assert problems(report) == [(2, "(row)", "holds a number of more than 4,300 digits")]
+    with pytest.raises(
+        IngestError, match=r"element starting on line 2 holds a number of more than 4,300 digits"
+    ):
+        read(write(tmp_path, "n.json", f'[{{"response": "a"}},\n{{"response": "a", "n": {digits}}}]'))
+
+
+@pytest.mark.parametrize("name", ["n.jsonl", "n.json"])
+def test_nan_and_infinity_are_problems_of_their_rows(tmp_path: Path, name: str) -> None:
+    rows = ['{"response": "a"}', '{"response": "a", "score": NaN}', '{"response": "a", "score": -Infinity}']
+    text = "\n".join(rows) + "\n" if name.endswith("l") else "[" + ",\n".join(rows) + "]"
+    _, report, _ = read(write(tmp_path, name, text))
+    assert problems(report) == [
+        (2, "(row)", "holds NaN, which is not JSON (databases can't store it)"),
+        (3, "(row)", "holds -Infinity, which is not JSON (databases can't store it)"),
+    ]
+
+
+def test_xlsx_blank_rows_that_repeat_a_row_number_still_count_toward_the_row_limit(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.DOCKET_MAX_ROWS = 10_000
+    path = sheet_xlsx(
+        tmp_path,
+        f'<sheetData><row r="1">{inline("A1", "response")}</row><row r="2">{inline("A2", "a")}</row>'
+        + '<row r="2"/>' * 20_000
+        + "</sheetData>",
+    )
+    with pytest.raises(IngestError, match=r"more than 10,000 rows counting blank ones"):
+        read(path)
+
+
+def shared_strings_xlsx(tmp_path: Path, strings: list[str], sheet_xml: str) -> Path:
+    """A workbook whose sheet refers to a shared-strings part (Excel's way; openpyxl writes inline)."""
+    path = sheet_xlsx(tmp_path, sheet_xml, name="plain.xlsx")
+    shared = tmp_path / "shared.xlsx"
+    import zipfile
+
+    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+    with zipfile.ZipFile(path) as original, zipfile.ZipFile(shared, "w", zipfile.ZIP_DEFLATED) as copy:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "[Content_Types].xml":
+                override = f'<Override PartName="/xl/sharedStrings.xml" ContentType="{content_type}"/>'
+                data = data.replace(b"</Types>", override.encode() + b"</Types>")
+            copy.writestr(info.filename, data)
+        copy.writestr("xl/sharedStrings.xml", f'<sst xmlns="{ns}">{"".join(strings)}</sst>')
+    return shared
+
+
+def shared(ref: str, index: int) -> str:
+    return f'<c r="{ref}" t="s"><v>{index}</v></c>'
+
+
+def test_xlsx_shared_strings_are_read_as_excel_writes_them_and_their_count_is_capped(
+    tmp_path: Path, settings: Any
+) -> None:
+    strings = [
+        "<si><t>prompt</t></si>",
+        "<si><t>response</t></si>",
+        # Rich text: the runs' text joined; a phonetic reading (rPh) is not part of the text.
+        '<si><r><rPr><b/></rPr><t>bold </t></r><r><t xml:space="preserve">and plain</t></r>'
+        '<rPh sb="0" eb="1"><t>ignored</t></rPh></si>',
+        "<si><t>an_x005F_x000D_escape</t></si>",
+    ]
+    sheet = (
+        f'<sheetData><row r="1">{shared("A1", 0)}{shared("B1", 1)}</row>'
+        f'<row r="2">{shared("A2", 2)}{shared("B2", 3)}</row></sheetData>'
+    )
+    path = shared_strings_xlsx(tmp_path, strings, sheet)
+    _, report, rows = read(path)
+    assert report.valid == 1
+    assert (rows[0].request, rows[0].response) == ("bold and plain", "an_x000D_escape")
+    settings.DOCKET_MAX_XLSX_STRINGS = 3
+    with pytest.raises(
+        IngestError,
+        match=r"^The workbook has more than 3 shared strings, over the limit \(DOCKET_MAX_XLSX_STRINGS\)\.$",
+    ):
+        read(path)
