@@ -291,17 +291,13 @@ def upload_validate(*, upload_id: Any) -> None:
         }
     else:
         result = {"state": "done", "key": key, **report.as_dict()}
-    with transaction.atomic():
-        current = Upload.objects.select_for_update().get(pk=upload.pk)
-        if _check_key(current) != key or current.status not in (
-            Upload.Status.RECEIVED,
-            Upload.Status.VALIDATED,
-        ):
-            return
-        current.report = result
-        done = result["state"] == "done"
-        current.status = Upload.Status.VALIDATED if done else Upload.Status.RECEIVED
-        current.save(update_fields=["report", "status"])
+    # One conditional UPDATE rather than a locked read-compare-save: no transaction is held while the
+    # key of a wide mapping is hashed. Every change of the choices stores a report with its new key (or
+    # none), so a report key equal to this check's means the choices are still the ones checked.
+    done = result["state"] == "done"
+    Upload.objects.filter(
+        pk=upload.pk, report__key=key, status__in=[Upload.Status.RECEIVED, Upload.Status.VALIDATED]
+    ).update(report=result, status=Upload.Status.VALIDATED if done else Upload.Status.RECEIVED)
 
 
 def upload_duplicates(upload: Upload) -> QuerySet[Dataset]:
@@ -337,6 +333,8 @@ def upload_import(*, upload: Upload, name: str, skip_invalid: bool, user: Any = 
         )
     if not report["valid"]:
         raise DatasetError("No row is valid, so there is nothing to import.")
+    # Worked out before the transaction: nothing linear in the file's size runs while it holds the lock.
+    metadata_columns = _metadata_columns(upload.columns, upload.mapping, report.get("extra_columns", []))
     with transaction.atomic():
         # Claimed by a conditional update, so a double click imports once.
         claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.VALIDATED).update(
@@ -354,9 +352,7 @@ def upload_import(*, upload: Upload, name: str, skip_invalid: bool, user: Any = 
             encoding=upload.encoding,
             mapping=upload.mapping,
             columns=upload.columns,
-            metadata_columns=_metadata_columns(
-                upload.columns, upload.mapping, report.get("extra_columns", [])
-            ),
+            metadata_columns=metadata_columns,
             row_count=report["valid"],
             status=Dataset.Status.IMPORTING,
             rows_done=0,
@@ -374,9 +370,17 @@ def upload_import(*, upload: Upload, name: str, skip_invalid: bool, user: Any = 
     return dataset
 
 
-def _metadata_columns(columns: list[str], mapping: dict[str, str], extra: Iterable[str]) -> list[str]:
-    kept = [column for column in columns if mapping.get(column, ingest.METADATA) == ingest.METADATA]
-    return kept + [column for column in extra if column not in kept]
+def _metadata_columns(columns: Iterable[str], mapping: dict[str, str], extra: Iterable[str]) -> list[str]:
+    """The header's metadata columns in file order, then keys met only in JSON rows, each once.
+
+    A dict, not a list, for the "seen" test: with a list this was quadratic, 60 s for a file with
+    100,000 columns, and it ran inside a write transaction that locked out every other writer.
+    """
+    kept = dict.fromkeys(
+        column for column in columns if mapping.get(column, ingest.METADATA) == ingest.METADATA
+    )
+    kept.update(dict.fromkeys(extra))
+    return list(kept)
 
 
 def upload_import_rows(*, upload_id: Any) -> None:
@@ -428,8 +432,11 @@ def dataset_fill(
 ) -> tuple[int, list[str]]:
     """Write every valid row of a file into an importing dataset, then mark it ready.
 
-    All or nothing: rows go in bounded transactions, and on any failure every row written is deleted
-    before the error is raised again.
+    All or nothing: rows are committed in bounded transactions into a dataset whose status is
+    `importing`, which every page, form and run_create leave alone, and it becomes `ready` in one
+    UPDATE at the end; on any failure every row written is deleted before the error is raised again.
+    Reading, checking and building each batch happen with no transaction open: only a built batch's
+    INSERT holds the write lock, so other users' writes (logins, renames, the pump) wait a moment at most.
     """
     _delete_examples(dataset.pk)  # rows from an earlier attempt that died
     Dataset.objects.filter(pk=dataset.pk).update(rows_done=0)
@@ -447,19 +454,18 @@ def dataset_fill(
                 _write_examples(dataset.pk, params)
                 position += len(params)
             extra = list(checker.extra_columns)
-        with transaction.atomic():
-            metadata_columns = _metadata_columns(
-                dataset.columns, mapping, [*dataset.metadata_columns, *extra]
-            )
-            updated = Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.IMPORTING).update(
-                status=Dataset.Status.READY,
-                row_count=position,
-                rows_done=position,
-                metadata_columns=metadata_columns,
-                import_error="",
-            )
-            if not updated:
-                raise ImportCancelled
+        metadata_columns = _metadata_columns(dataset.columns, mapping, [*dataset.metadata_columns, *extra])
+        # The flip to ready: one conditional UPDATE, atomic on its own, so no transaction is held while
+        # Python works. A dataset deleted meanwhile (status no longer importing) is not brought back.
+        updated = Dataset.objects.filter(pk=dataset.pk, status=Dataset.Status.IMPORTING).update(
+            status=Dataset.Status.READY,
+            row_count=position,
+            rows_done=position,
+            metadata_columns=metadata_columns,
+            import_error="",
+        )
+        if not updated:
+            raise ImportCancelled
     except BaseException:
         _delete_examples(dataset.pk)
         raise
@@ -489,6 +495,9 @@ def _example_batches(
                 continue
             raise DatasetError(f"{row.problems[0]}; the file no longer matches its check.")
         turns = row.turns
+        contexts_json = adapt_json(row.contexts)
+        turns_json = None if turns is None else adapt_json(turns)
+        metadata_json = adapt_json(row.metadata)
         batch.append(
             (
                 dataset_id,
@@ -496,11 +505,11 @@ def _example_batches(
                 row.line,
                 row.request,
                 row.response,
-                adapt_json(row.contexts),
+                contexts_json,
                 row.expected_output,
-                None if turns is None else adapt_json(turns),
+                turns_json,
                 row.system_prompt,
-                adapt_json(row.metadata),
+                metadata_json,
                 make_input_key(
                     key=row.key,
                     request=row.request,
@@ -512,13 +521,29 @@ def _example_batches(
             )
         )
         position += 1
-        chars += len(row.response) + len(row.request)
+        # Every text written counts, metadata too: a wide file's rows are mostly metadata, and the
+        # transaction that inserts a batch lasts as long as its text takes to write.
+        chars += (
+            len(row.request)
+            + len(row.response)
+            + len(row.expected_output)
+            + len(row.system_prompt)
+            + _text_length(contexts_json)
+            + _text_length(turns_json)
+            + _text_length(metadata_json)
+        )
         if len(batch) >= batch_rows or chars >= WRITE_BATCH_CHARS:
             yield batch
             batch = []
             chars = 0
     if batch:
         yield batch
+
+
+def _text_length(adapted: Any) -> int:
+    """Characters of an adapted JSON value where the backend stores text (SQLite, MySQL); where it
+    adapts to an object (PostgreSQL's Jsonb) the row cap alone bounds the batch."""
+    return len(adapted) if isinstance(adapted, str) else 0
 
 
 _EXAMPLE_COLUMNS = (
