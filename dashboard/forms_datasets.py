@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload, TemporaryFileUploadHandler
 
 from evals import ingest
 
@@ -41,7 +42,14 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
             raise StopUpload(connection_reset=False)
         # var/uploads is made at start-up; a cleaned-up var/ must not turn an upload into a 500.
         Path(settings.FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
-        super().new_file(*args, **kwargs)
+        FileUploadHandler.new_file(self, *args, **kwargs)
+        # Django names the temporary file after the client's extension, so a 250-character extension
+        # made the file name too long for the file system (an OSError, a 500). The name on disk is ours;
+        # the client's name is only carried as the upload's name.
+        self.file = TemporaryUploadedFile(
+            "upload", self.content_type, 0, self.charset, self.content_type_extra
+        )
+        self.file.name = self.file_name
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         self.received += len(raw_data)

@@ -10,6 +10,7 @@ and HSTS, so that `manage.py check --deploy` reports nothing.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -104,6 +105,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from gunicorn: after SecurityMiddleware (HTTPS redirect, HSTS), before the rest.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads the query string: PostgreSQL text cannot hold NUL.
+    "dashboard.http.StripNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,6 +115,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The Content-Security-Policy header (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
@@ -216,6 +221,9 @@ else:
     JUDGE_API_SOURCE = "offline"
     JUDGE_API_URL = os.environ.get("OFFLINE_JUDGE_URL", f"http://127.0.0.1:{DOCKET_PORT}/judge-api")
     JUDGE_API_KEY = OFFLINE_JUDGE_API_KEY
+# Every path Docket sends starts with /v1/, and Scorable's own CLI wants the URL with /v1: take either
+# spelling, and keep the one normal form (evals.client.judge_api_root) that judges store and runs compare.
+JUDGE_API_URL = re.sub(r"(?i)(/v1)?/*$", "", JUDGE_API_URL.strip())
 JUDGE_API_TIMEOUT = env_float("JUDGE_API_TIMEOUT", 30.0)
 
 # The pump: the background loop that submits remote batches and polls them.
@@ -236,6 +244,18 @@ DOCKET_MAX_POLL_ATTEMPTS = env_int("DOCKET_MAX_POLL_ATTEMPTS", 30)
 # Uploads: nothing in Django caps a file's size, so Docket checks these itself.
 DOCKET_MAX_UPLOAD_BYTES = env_int("DOCKET_MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
 DOCKET_MAX_ROWS = env_int("DOCKET_MAX_ROWS", 1_000_000)
+# Reading limits, checked while a file streams so that no file costs more memory or time than these
+# allow (issue 11). Rows counts blank ones too. Every refusal names its setting.
+DOCKET_MAX_COLUMNS = env_int("DOCKET_MAX_COLUMNS", 2_000)
+DOCKET_MAX_CELL_CHARS = env_int("DOCKET_MAX_CELL_CHARS", 16_000_000)
+# One line of a CSV or JSON Lines file, one row's text across lines, one element of a JSON array.
+DOCKET_MAX_LINE_CHARS = env_int("DOCKET_MAX_LINE_CHARS", 32_000_000)
+DOCKET_MAX_JSON_DEPTH = env_int("DOCKET_MAX_JSON_DEPTH", 64)
+# An .xlsx is a ZIP: the size its parts unpack to, each and all together (read from the ZIP directory).
+DOCKET_MAX_XLSX_PART_BYTES = env_int("DOCKET_MAX_XLSX_PART_BYTES", 256 * 1024 * 1024)
+DOCKET_MAX_XLSX_BYTES = env_int("DOCKET_MAX_XLSX_BYTES", 1024 * 1024 * 1024)
+# Shared strings are held in memory while a sheet is read: this many at most.
+DOCKET_MAX_XLSX_STRINGS = env_int("DOCKET_MAX_XLSX_STRINGS", 3_000_000)
 FILE_UPLOAD_TEMP_DIR = VAR_DIR / "uploads"
 FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
 # Retention: the watchdog deletes runs and datasets older than this many days (unset: keep everything).
@@ -292,13 +312,31 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = not PRODUCTION
 
 X_FRAME_OPTIONS = "DENY"
+# Scripts only from Docket's own static files (no inline script, no eval: htmx is told so by the
+# htmx-config meta tag in base.html), nothing framed, nothing posted elsewhere. Style attributes stay
+# allowed (progress bars and charts set widths with them); style sheets come only from Docket.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 14 * 24 * 3600
 
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("DOCKET_SSL_REDIRECT", True)
-    # Load balancers probe over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Load balancers probe over plain HTTP. Docket's worker reaches the offline judge it serves at
+    # http://127.0.0.1:<port>/judge-api (OFFLINE_JUDGE_URL): a redirect to https there broke every run.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^judge-api/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("DOCKET_HSTS_SECONDS", 31_536_000)
@@ -320,7 +358,10 @@ LOGGING = {
         # httpx logs every request URL at INFO; Docket logs its own judge API lines instead.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
-        # Route Django's own request and server logs through the filtered handler.
+        # Route Django's own logs through the filtered handler. "django" replaces the handlers Django's
+        # default logging puts there (an unfiltered "console" in DEBUG, and mail_admins), which printed
+        # share tokens from e.g. django.security.csrf; tests/dashboard/test_logging.py checks every handler.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -234,9 +235,11 @@ def _number(value: str | None) -> float | None:
     if value is None or value.strip() == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    # "nan" and "inf" read as floats, but no score lies between them.
+    return number if math.isfinite(number) else None
 
 
 @dataclass
@@ -296,8 +299,11 @@ def base_items(run: Run, query: ResultsQuery) -> QuerySet[Item]:
 def results_page(
     run: Run, query: ResultsQuery, *, cursor: str | None = None, size: int = PAGE_SIZE
 ) -> ResultsPage:
-    """One page of the results table in the query's order, after `cursor` (from the previous page)."""
-    position = _decode(cursor)
+    """One page of the results table in the query's order, after `cursor` (from the previous page).
+
+    The cursor comes back from the client: one that does not fit this view's order is the first page.
+    """
+    position = _checked_position(_decode(cursor), query)
     rows: list[Item] = []
     next_cursor = None
     if query.sort_evaluator:
@@ -506,6 +512,46 @@ def _score_sorted_page(
     return rows, None
 
 
+def _checked_position(position: dict[str, Any], query: ResultsQuery) -> dict[str, Any]:
+    """The cursor's position if every value it holds has the type and range this view's order needs,
+    else {} (a forged `?after=` gave a KeyError, a TypeError or an integer overflow: a 500)."""
+    if not position:
+        return {}
+    if query.sort_evaluator is None:
+        fields = [name.lstrip("-") for name in _plain_order(query)]
+        checked = {name: position.get(name) for name in fields}
+        valid = all(
+            _is_row_number(value) if name == "position" else value in STATUSES
+            for name, value in checked.items()
+        )
+        return checked if valid else {}
+    phase = position.get("phase", "scored")
+    if phase == "scored":
+        if "score" not in position and "item_id" not in position:
+            return {"phase": "scored"}
+        score, item_id = position.get("score"), position.get("item_id")
+        valid = _is_score(score) and _is_row_number(item_id)
+        return {"phase": "scored", "score": score, "item_id": item_id} if valid else {}
+    if phase == "unscored":
+        if "position" not in position:
+            return {"phase": "unscored"}
+        return (
+            {"phase": "unscored", "position": position["position"]}
+            if _is_row_number(position["position"])
+            else {}
+        )
+    return {}
+
+
+def _is_row_number(value: Any) -> bool:
+    # bool is an int to Python; the columns are 64-bit.
+    return type(value) is int and 0 <= value < 2**63
+
+
+def _is_score(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
 def _after(order: list[str], position: dict[str, Any]) -> Q:
     """Rows strictly after `position` in `order` (a list of fields, each maybe "-"-prefixed)."""
     condition = Q()
@@ -524,10 +570,11 @@ def _encode(position: dict[str, Any]) -> str:
 
 
 def _decode(cursor: str | None) -> dict[str, Any]:
-    if not cursor:
+    # A real cursor is well under 200 characters; a forged one may be anything (deep nesting too).
+    if not cursor or len(cursor) > 1000:
         return {}
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -29,7 +29,7 @@ def decode(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, RecursionError) as error:
         raise BadCursor(token) from error
     if not isinstance(data, dict):
         raise BadCursor(token)

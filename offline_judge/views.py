@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# Scorable's bodies nest four or five levels; anything far deeper is a mistake or an attack.
+MAX_JSON_DEPTH = 64
 
 
 class NotFound(Exception):
@@ -164,9 +166,51 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ParseError(f"JSON parse error - {error}") from None
+    except RecursionError:
+        raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
     if not isinstance(body, dict):
         raise Invalid([f"body: must be a JSON object (got {type(body).__name__.replace('list', 'array')})."])
+    _check_strings(body)
     return body
+
+
+def _check_strings(body: dict[str, Any]) -> None:
+    """Refuse a body nested deeper than MAX_JSON_DEPTH, or holding a lone surrogate ("\\ud800") in any
+    string or key: JSON's escapes allow one, but no database can store it (UnicodeEncodeError, a 500).
+
+    A walk with a stack, not recursion: the body may be as deep as the JSON parser allowed.
+    """
+    stack: list[tuple[str, Any, int]] = [("body", body, 1)]
+    while stack:
+        path, value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                inner_path = key if path == "body" else f"{path}.{key}"
+                if not _is_unicode(key):
+                    raise Invalid(
+                        [
+                            f"{path}: a key holds a lone surrogate ({_first_surrogate(key)}), not valid Unicode."
+                        ]
+                    )
+                stack.append((inner_path, inner, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", inner, depth + 1) for index, inner in enumerate(value))
+        elif isinstance(value, str) and not _is_unicode(value):
+            raise Invalid([f"{path}: holds a lone surrogate ({_first_surrogate(value)}), not valid Unicode."])
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_surrogate(text: str) -> str:
+    return next(f"\\u{ord(char):04x}" for char in text if "\ud800" <= char <= "\udfff")
 
 
 def _uuid_or_none(value: str) -> str | None:
@@ -308,14 +352,23 @@ def _datetime_param(request: HttpRequest, key: str, *, end_of_day: bool) -> date
     value = request.GET.get(key, "").strip()
     if not value:
         return None
-    # An unencoded "+00:00" arrives as " 00:00".
-    parsed = parse_datetime(value) or parse_datetime(value.replace(" ", "+"))
-    if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            raise Invalid([f'{key}: "{value}" is not an ISO 8601 date-time.'])
-        parsed = datetime.combine(day, time.max if end_of_day else time.min)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    not_a_date = Invalid([f'{key}: "{value}" is not an ISO 8601 date-time.'])
+    try:
+        # An unencoded "+00:00" arrives as " 00:00".
+        parsed = parse_datetime(value) or parse_datetime(value.replace(" ", "+"))
+        if parsed is None:
+            day = parse_date(value)
+            if day is None:
+                raise not_a_date
+            parsed = datetime.combine(day, time.max if end_of_day else time.min)
+    except ValueError:
+        # Well formed but impossible: 2024-02-30, year 0000, hour 25, an offset past 24 hours.
+        raise not_a_date from None
+    try:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        # 9999-12-31T23:00-05:00 is past the last date-time there is, once in UTC.
+        raise Invalid([f'{key}: "{value}" is out of range.']) from None
 
 
 def _batch_page(
@@ -328,7 +381,8 @@ def _batch_page(
     else:
         data = pagination.decode(token)
         seq, direction = data.get("s"), data.get("d")
-        if not isinstance(seq, int) or direction not in ("next", "prev"):
+        # A forged cursor may hold a bool (an int to Python) or a number past the 64-bit column.
+        if type(seq) is not int or not 0 <= seq < 2**63 or direction not in ("next", "prev"):
             raise pagination.BadCursor(token)
         if direction == "next":
             rows = list(batches.filter(seq__lt=seq).order_by("-seq")[: size + 1])

@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 
-from dashboard.http import HtmxHttpRequest
+from dashboard.http import HtmxHttpRequest, row_number
 from evals.models import Run
 from evals.services.compare import (
     CHANGES,
@@ -37,9 +37,10 @@ SORT_LABELS = {"position": "Row order", "change": "Largest change first"}
 
 
 def _run_param(value: str | None) -> Run | None:
-    if not value or not value.strip().isdigit():
+    pk = row_number((value or "").strip())
+    if pk is None:
         return None
-    return Run.objects.select_related("dataset", "judge", "created_by").filter(pk=int(value)).first()
+    return Run.objects.select_related("dataset", "judge", "created_by").filter(pk=pk).first()
 
 
 def _runs(request: HtmxHttpRequest) -> tuple[Run | None, Run | None, list[str]]:
@@ -76,8 +77,9 @@ def run_compare(request: HtmxHttpRequest) -> HttpResponse:
         condition = (
             Q(name__icontains=search) | Q(dataset__name__icontains=search) | Q(judge__name__icontains=search)
         )
-        if search.isdigit():
-            condition |= Q(pk=int(search))
+        pk = row_number(search)
+        if pk is not None:
+            condition |= Q(pk=pk)
         runs = runs.filter(condition)
     choices = list(runs[:RECENT_RUNS])
     for chosen in (a, b):

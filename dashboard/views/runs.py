@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
-from dashboard.http import HtmxHttpRequest
+from dashboard.http import HtmxHttpRequest, row_number
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run
 from evals.selectors import ResultsQuery, items_with_details, metadata_values, results_count, results_page
 from evals.services.retention import run_delete, run_deletion_plan
@@ -104,8 +104,8 @@ def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
 
 def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
     def pick(model: type[Dataset] | type[Judge], key: str) -> Any:
-        value = source.get(key, "")
-        return model.objects.filter(pk=value).first() if value.isdigit() else None
+        pk = row_number(source.get(key, ""))
+        return model.objects.filter(pk=pk).first() if pk is not None else None
 
     dataset = pick(Dataset, "dataset")
     if dataset is not None and dataset.status != Dataset.Status.READY:
@@ -253,11 +253,12 @@ def run_live(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     depends on what changed, not on the size of the run.
     """
     run = access.run
-    try:
-        cursor = int(request.GET.get("cursor", ""))
-    except ValueError:
+    cursor = row_number(request.GET.get("cursor"))
+    if cursor is None:
         cursor = -1
-    row_ids = [int(part) for part in request.GET.get("rows", "").split(",") if part.isdigit()][:LIVE_ROWS_MAX]
+    row_ids = [pk for part in request.GET.get("rows", "").split(",") if (pk := row_number(part)) is not None][
+        :LIVE_ROWS_MAX
+    ]
     if cursor == run.change_seq and not (run.backoff_until and run.backoff_until > timezone.now()):
         return HttpResponse(status=204)
     changed = items_with_details(run.items.filter(pk__in=row_ids, change_seq__gt=cursor), access.visibility)
@@ -311,7 +312,7 @@ def _chosen_runs(request: HtmxHttpRequest, pk: int | None) -> list[Run]:
     if pk is not None:
         return [get_object_or_404(Run, pk=pk)]
     source = request.POST if request.method == "POST" else request.GET
-    ids = [int(value) for value in source.getlist("run") if value.isdigit()]
+    ids = [pk for value in source.getlist("run") if (pk := row_number(value)) is not None]
     return list(Run.objects.filter(pk__in=ids))
 
 

@@ -47,8 +47,25 @@
   });
 
   document.addEventListener("click", function (event) {
-    const trigger = event.target instanceof Element && event.target.closest("[data-keys-help]");
+    const element = event.target instanceof Element ? event.target : null;
+    if (!element) return;
+    const trigger = element.closest("[data-keys-help]");
     if (trigger) { help(); event.preventDefault(); }
+    // Handlers live here, not in onclick attributes: the Content-Security-Policy allows no inline script.
+    if (element.matches("input[data-select-on-click]")) element.select();
+    const copy = element.closest("[data-copy]");
+    if (copy) {
+      const source = document.getElementById(copy.dataset.copy);
+      if (source && navigator.clipboard) {
+        navigator.clipboard.writeText(source.value).then(function () { copy.textContent = "Copied"; });
+      }
+    }
+  });
+
+  // A form that asks first (cancel a run, revoke a link): data-confirm holds the question.
+  document.addEventListener("submit", function (event) {
+    const form = event.target instanceof HTMLFormElement ? event.target : null;
+    if (form && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
   // A row swapped in by the live poll keeps the keyboard selection.

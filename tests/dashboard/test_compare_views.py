@@ -204,3 +204,10 @@ def test_the_upload_mapping_offers_key_and_guesses_it_from_an_id_column(
     dataset = upload.dataset
     assert dataset is not None
     assert sorted(example.key for example in dataset.examples.all()) == ["c-1", "c-2"]
+
+
+@pytest.mark.parametrize(
+    "query", ["a=%C2%B2&b=1", "a=1&b=99999999999999999999999", "q=%C2%B2", "q=%D9%A1%D9%A2"]
+)
+def test_compare_page_answers_odd_numbers_without_a_500(logged_in: Client, query: str) -> None:
+    assert logged_in.get(f"/runs/compare/?{query}").status_code == 200

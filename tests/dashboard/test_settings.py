@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
+from django.test import Client
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
@@ -132,3 +134,61 @@ def test_development_defaults_use_sqlite_in_wal_with_immediate_transactions() ->
 
 def test_task_retry_exceeds_the_task_timeout() -> None:
     assert settings.Q_CLUSTER["retry"] > settings.Q_CLUSTER["timeout"]  # type: ignore[operator]
+
+
+def test_the_scorable_url_is_taken_with_or_without_v1(tmp_path: Path) -> None:
+    for spelling in ("https://api.scorable.ai/v1", "https://api.scorable.ai/v1/", "https://api.scorable.ai/"):
+        result = run_manage(
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; print(settings.JUDGE_API_URL)",
+            env={"DOCKET_VAR_DIR": str(tmp_path), "SCORABLE_API_URL": spelling, "SCORABLE_API_KEY": "k"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "https://api.scorable.ai", spelling
+
+
+PRODUCTION_ENV = {
+    "DOCKET_PRODUCTION": "1",
+    "SECRET_KEY": "x8#kq2!v-4Lr9wT0zP@3mN6bY1cJ7hF5dS2aQ8eU4iO0pK9lZ6gX3",
+    "ALLOWED_HOSTS": "docket.example.com,127.0.0.1",
+}
+ASK_OVER_HTTP = (
+    "from django.test import Client; c = Client(); "
+    "print(*(c.get(p, HTTP_HOST='127.0.0.1').status_code for p in ('/judge-api/v1/judges/', '/login/')))"
+)
+
+
+def test_production_mode_serves_the_judge_api_over_plain_http_and_redirects_the_rest(tmp_path: Path) -> None:
+    # Docket's own worker calls http://127.0.0.1:<port>/judge-api: a 301 to https broke every run.
+    result = run_manage(
+        "shell", "--no-imports", "-c", ASK_OVER_HTTP, env={**PRODUCTION_ENV, "DOCKET_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+    # 401: the judge API answered (and wants its key); the login page redirects to https.
+    assert result.stdout.split() == ["401", "301"]
+
+
+def test_every_page_carries_a_strict_content_security_policy(client: Client) -> None:
+    policy = client.get("/login/")["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert "unsafe-eval" not in policy
+    # htmx is told not to add its own style element or to evaluate strings.
+    assert '"includeIndicatorStyles": false' in client.get("/login/").content.decode()
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)|<style|\son[a-z]+=|\bhx-on|javascript:", re.IGNORECASE)
+
+
+def test_no_template_holds_inline_script_or_a_style_element() -> None:
+    found = [
+        f"{path.relative_to(settings.BASE_DIR)}: {match.group(0).strip()}"
+        for path in sorted((Path(settings.BASE_DIR) / "templates").rglob("*.html"))
+        for match in INLINE_SCRIPT.finditer(path.read_text())
+    ]
+    assert found == []

@@ -290,7 +290,7 @@ def test_file_over_the_row_cap_gets_a_clear_message(logged_in: Client, settings:
     response = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk]))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "The file has more than 2 rows, over the row limit." in html
+    assert "The file has more than 2 rows, over the row limit (DOCKET_MAX_ROWS)." in html
     assert "Import 3 rows" not in html
 
 
@@ -317,3 +317,104 @@ def test_large_import_runs_in_the_background_with_a_progress_page(
     tasks.dataset_import(str(upload.pk))
     html = logged_in.get(reverse("dataset_detail", args=[dataset.pk])).content.decode()
     assert "Importing…" not in html and "What is the capital of France?" in html
+
+
+def test_rows_committed_midway_through_an_import_are_shown_and_used_nowhere(logged_in: Client) -> None:
+    """Imports commit in chunks: until the dataset is ready its rows are a staging area no page,
+    form or run can reach, so a failure (which deletes them) leaves nothing anyone saw."""
+    from evals import tasks
+    from evals.models import Example, Judge
+    from evals.services import datasets as services
+    from evals.services.runs import RunError, run_create
+
+    judge = Judge.objects.create(api_url="http://judge", remote_id="j1", source="offline", name="J")
+    with mock.patch("django_q.tasks.async_task"):
+        upload = upload_of(logged_in, "qa.csv")
+    with (
+        mock.patch.object(services, "_runs_inline", return_value=False),
+        mock.patch("django_q.tasks.async_task"),
+    ):
+        logged_in.post(reverse("dataset_upload_import", args=[upload.pk]), {"name": "Later", "mode": "all"})
+    dataset = Dataset.objects.get()
+    seen: dict[str, Any] = {}
+    real_write = services._write_examples
+
+    def look_after_the_first_chunk(dataset_id: int, params: list[Any]) -> None:
+        if params[0][1] == 1:  # the first row is committed, the others not yet
+            seen["rows"] = Example.objects.filter(dataset=dataset).count()
+            seen["detail"] = logged_in.get(reverse("dataset_detail", args=[dataset.pk])).content.decode()
+            seen["new run"] = logged_in.get(reverse("run_create"), {"dataset": dataset.pk}).content.decode()
+            with pytest.raises(RunError, match="not ready yet"):
+                run_create(dataset=Dataset.objects.get(pk=dataset.pk), judge=judge)
+        real_write(dataset_id, params)
+
+    with (
+        mock.patch.object(services, "WRITE_BATCH_ROWS", 1),
+        mock.patch.object(services, "_write_examples", look_after_the_first_chunk),
+    ):
+        tasks.dataset_import(str(upload.pk))
+    assert seen["rows"] == 1
+    assert "Importing…" in seen["detail"] and "What is the capital of France?" not in seen["detail"]
+    assert f'value="{dataset.pk}"' not in seen["new run"]
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.READY and dataset.examples.count() == 3
+    # Once ready, the same pages show and offer it.
+    assert (
+        "What is the capital of France?"
+        in logged_in.get(reverse("dataset_detail", args=[dataset.pk])).content.decode()
+    )
+    assert f'value="{dataset.pk}"' in logged_in.get(reverse("run_create")).content.decode()
+
+
+class UnreadableBody(io.BytesIO):
+    """A request body that must not be read: the upload is refused on its Content-Length alone."""
+
+    def read(self, *args: Any) -> bytes:
+        raise AssertionError("the body was read")
+
+    def readline(self, *args: Any) -> bytes:
+        raise AssertionError("the body was read")
+
+
+def test_an_upload_declared_over_the_cap_is_refused_before_its_body_is_read(
+    logged_in: Client, settings: SettingsWrapper, uploads_dir: Path
+) -> None:
+    settings.DOCKET_MAX_UPLOAD_BYTES = 1000
+    response = logged_in.generic(
+        "POST",
+        reverse("dataset_upload"),
+        b"",
+        content_type="multipart/form-data; boundary=BoUnDaRy",
+        CONTENT_LENGTH=str(600 * 1024 * 1024),
+        **{"wsgi.input": UnreadableBody()},
+    )
+    assert response.status_code == 413
+    assert "The file is over the 1000 bytes upload limit." in response.content.decode()
+    assert list(uploads_dir.iterdir()) == []
+
+
+def test_the_temporary_file_never_carries_the_clients_extension(
+    logged_in: Client, uploads_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evals.services import datasets as services
+
+    received: list[str] = []
+    real = services.upload_create
+
+    def spy(*, source: Path, **kwargs: Any) -> Upload:
+        received.append(source.name)
+        return real(source=source, **kwargs)
+
+    monkeypatch.setattr(services, "upload_create", spy)
+    post_file(logged_in, "qa.evil;ext", (FIXTURES / "qa.csv").read_bytes())
+    assert len(received) == 1
+    assert "evil" not in received[0] and "ext" not in received[0]
+
+
+def test_a_file_name_with_a_250_character_extension_gets_a_clear_message_not_a_500(
+    logged_in: Client, uploads_dir: Path
+) -> None:
+    name = "a." + "x" * 250
+    response = post_file(logged_in, name, (FIXTURES / "qa.csv").read_bytes())
+    assert response.status_code == 302, response.content.decode()
+    assert Upload.objects.get().original_name == name

@@ -252,3 +252,65 @@ def test_tags_are_recorded_as_rows_once_per_batch(api: Api, clock: FakeClock) ->
         "nightly",
     ]
     assert api.batch(batch_id)["tags"] == ["docket:r:0", "nightly", "nightly"]
+
+
+# --- Hostile input: a 400 problem, never a 500 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("date_from", "2024-02-30"),
+        ("date_from", "0000-01-01"),
+        ("date_to", "2024-03-01T25:00"),
+        ("date_to", "2024-03-01T10:00:00+25:00"),
+        ("date_to", "9999-12-31T23:00:00-05:00"),
+        ("date_from", "0001-01-01T00:00:00+05:00"),
+    ],
+)
+def test_an_impossible_date_filter_is_a_400_naming_the_parameter(api: Api, key: str, value: str) -> None:
+    body = assert_problem(api.get("/v1/judges/batch-executions/", **{key: value}), 400, "invalid")
+    assert body["detail"].startswith(f'{key}: "{value}"')
+
+
+def test_a_body_nested_100000_deep_is_a_400_parse_error(api: Api) -> None:
+    body = '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    problem = assert_problem(api.post(f"/v1/judges/{QA.id}/batch-execute/", body), 400, "parse_error")
+    assert "nested deeper than 64 levels" in problem["detail"]
+    assert not Batch.objects.exists()
+
+
+def test_a_body_nested_just_past_the_limit_is_a_400_parse_error(api: Api) -> None:
+    body = '{"inputs": [' + '{"a": ' * 70 + "1" + "}" * 70 + "]}"
+    assert_problem(api.post(f"/v1/judges/{QA.id}/batch-execute/", body), 400, "parse_error")
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ('{"inputs": [{"response": "Paris"}], "tags": ["ok", "\\ud800"]}', "tags[1]: holds a lone surrogate"),
+        (
+            '{"inputs": [{"response": "Pa\\udfffris"}]}',
+            "inputs[0].response: holds a lone surrogate (\\udfff)",
+        ),
+        ('{"inputs": [{"\\ud800": "Paris"}]}', "inputs[0]: a key holds a lone surrogate (\\ud800)"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_the_body_is_a_400_naming_where(
+    api: Api, body: str, detail: str
+) -> None:
+    problem = assert_problem(api.post(f"/v1/judges/{QA.id}/batch-execute/", body), 400, "invalid")
+    assert detail in problem["detail"]
+    assert not Batch.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "eyJzIjo5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OSwiZCI6Im5leHQifQ",  # {"s":99999999999999999999999,...}
+        "eyJzIjp0cnVlLCJkIjoibmV4dCJ9",  # {"s":true,"d":"next"}
+        "W1tb" * 2000,  # 6,000 "["
+    ],
+)
+def test_a_forged_batch_list_cursor_is_a_404_problem_not_a_crash(api: Api, cursor: str) -> None:
+    assert_problem(api.get("/v1/judges/batch-executions/", cursor=cursor), 404, "not_found")
