@@ -33,7 +33,7 @@ class ShareLinkForm(forms.Form):
         required=False,
         label="Hide the text",
         help_text=(
-            "Request, response, contexts, expected output, turns and system prompt are never sent to the "
+            "The row key, request, response, contexts, expected output, turns and system prompt never reach the "
             "link's pages or exports; scores and metadata stay."
         ),
     )
