@@ -528,9 +528,9 @@ def _example_batches(
             + len(row.response)
             + len(row.expected_output)
             + len(row.system_prompt)
-            + _text_length(contexts_json)
-            + _text_length(turns_json)
-            + _text_length(metadata_json)
+            + _text_length(row.contexts)
+            + _text_length(turns)
+            + _text_length(row.metadata)
         )
         if len(batch) >= batch_rows or chars >= WRITE_BATCH_CHARS:
             yield batch
@@ -540,10 +540,21 @@ def _example_batches(
         yield batch
 
 
-def _text_length(adapted: Any) -> int:
-    """Characters of an adapted JSON value where the backend stores text (SQLite, MySQL); where it
-    adapts to an object (PostgreSQL's Jsonb) the row cap alone bounds the batch."""
-    return len(adapted) if isinstance(adapted, str) else 0
+def _text_length(value: Any) -> int:
+    """About the characters a JSON value writes: its strings and keys (other scalars count 8).
+
+    Read from the parsed value, not the adapted one, so every backend counts alike (PostgreSQL adapts
+    JSON to an object, SQLite to text). Nesting is bounded by DOCKET_MAX_JSON_DEPTH at ingest.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(len(str(key)) + _text_length(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_text_length(item) for item in value)
+    return 8
 
 
 _EXAMPLE_COLUMNS = (
