@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -225,6 +226,13 @@ class RunQuerySet(models.QuerySet["Run"]):
     def active(self) -> RunQuerySet:
         return self.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
 
+    def tagged(self, tag: str) -> RunQuerySet:
+        """Runs with this tag (any case). The JSON text of the tag list holds each tag as a quoted string:
+        escaped to ASCII where the JSON is stored as text (SQLite), as written where it is jsonb."""
+        return self.filter(
+            Q(tags__icontains=json.dumps(tag)) | Q(tags__icontains=json.dumps(tag, ensure_ascii=False))
+        )
+
 
 class BackoffKind(models.TextChoices):
     THROTTLED = "throttled", "judge API throttled"
@@ -282,6 +290,9 @@ class Run(models.Model):
     # rate, compare and gate of this run reads them. An evaluator the log did not name passes at 0.5.
     thresholds = models.JSONField(default=dict, blank=True)
     thresholds_learned_at = models.DateTimeField(null=True, blank=True)
+    # Thresholds chosen when the run was started ({name: value}, the API's `thresholds`): they win over
+    # the learned ones for this run's whole life, and every page, compare and gate says "override".
+    threshold_overrides = models.JSONField(default=dict, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -314,11 +325,14 @@ class Run(models.Model):
     def threshold_for(self, name: str, *, override: float | None = None) -> tuple[float, str]:
         """An evaluator's pass threshold in this run and where it came from.
 
-        "override" (asked for explicitly), "judge" (the judge's execution log), "default" (0.5, the log
+        "override" (asked for explicitly, or chosen when the run was started), "judge" (the judge's execution log), "default" (0.5, the log
         named no threshold for it) or "pending" (0.5 until the first item completes and the log is read).
         """
         if override is not None:
             return override, "override"
+        chosen = self.threshold_overrides.get(name)
+        if isinstance(chosen, int | float) and not isinstance(chosen, bool):
+            return float(chosen), "override"
         value = self.thresholds.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value), "judge"
@@ -550,3 +564,44 @@ class JudgeApiEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.status}"
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> ApiTokenQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ApiToken(models.Model):
+    """A personal token for Docket's HTTP API (`Authorization: Bearer ...`). Only its SHA-256 is kept."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Read and write"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True)
+    # The token's first characters, kept to tell tokens apart in the list ("dkt_3fA9…").
+    prefix = models.CharField(max_length=12)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == self.Scope.WRITE

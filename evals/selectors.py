@@ -512,6 +512,18 @@ def _score_sorted_page(
     return rows, None
 
 
+def results_cursor_fits(cursor: str, query: ResultsQuery) -> bool:
+    """Whether `cursor` is one results_page gave for this view (same sort), kept whole.
+
+    results_page starts again at the first page for a cursor that does not fit (the page's forgiving
+    `after=`); an API client paging through must hear that instead, or it would see rows twice. A
+    cursor of another sort order may pass the position check as "the start": all of it must be kept.
+    """
+    given = _decode(cursor)
+    kept = _checked_position(given, query)
+    return bool(kept) and set(given) <= set(kept)
+
+
 def _checked_position(position: dict[str, Any], query: ResultsQuery) -> dict[str, Any]:
     """The cursor's position if every value it holds has the type and range this view's order needs,
     else {} (a forged `?after=` gave a KeyError, a TypeError or an integer overflow: a 500)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from typing import Any
@@ -55,8 +54,7 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
         if dataset := form.cleaned_data["dataset"]:
             runs = runs.filter(dataset=dataset)
         if tag := form.cleaned_data["tag"].strip():
-            # The JSON text of the tag list holds each tag as a quoted string.
-            runs = runs.filter(tags__icontains=json.dumps(tag))
+            runs = runs.tagged(tag)
     page = Paginator(runs, 30).get_page(request.GET.get("page"))
     filtered = any(request.GET.get(key) for key in ("status", "judge", "tag", "dataset"))
     return render(request, "dashboard/run_list.html", {"form": form, "page": page, "filtered": filtered})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -126,8 +126,12 @@ def run_create(
     batch_size: int = MAX_BATCH_SIZE,
     examples: QuerySet[Example] | None = None,
     retry_of: Run | None = None,
+    threshold_overrides: Mapping[str, float] | None = None,
 ) -> Run:
-    """Create a run with one item per example and its remote batches, then wake the pump."""
+    """Create a run with one item per example and its remote batches, then wake the pump.
+
+    `threshold_overrides` ({evaluator: value}) are this run's pass thresholds for good, over the judge's.
+    """
     if dataset.status != Dataset.Status.READY:
         raise RunError(f'Dataset "{dataset.name}" is not ready yet ({dataset.get_status_display().lower()}).')
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
@@ -166,6 +170,7 @@ def run_create(
             created_by=user,
             retry_of=retry_of,
             evaluators=judge.evaluator_names,
+            threshold_overrides=dict(threshold_overrides or {}),
         )
         batches = RemoteBatch.objects.bulk_create(
             RemoteBatch(run=run, position=index, size=len(positions[start : start + batch_size]))
