@@ -31,6 +31,14 @@ def row_number(value: str | None) -> int | None:
     return number if number <= ROW_NUMBER_MAX else None
 
 
+def declared_length(request: HttpRequest) -> int:
+    """The body's length as the client declares it (0 when it does not say), read before the body is."""
+    value = request.META.get("CONTENT_LENGTH") or ""
+    if not (value.isascii() and value.isdigit()):
+        return 0
+    return int(value[:30])  # more than 30 digits is over any cap anyway
+
+
 class StripNulMiddleware:
     """Take NUL characters out of every query-string key and value, in one place, before any view.
 

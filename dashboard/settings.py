@@ -99,6 +99,8 @@ INSTALLED_APPS = [
     "evals",
     "offline_judge",
     "dashboard",
+    # The API's docs page: django-ninja's bundled Swagger UI, served from static files (no CDN).
+    "ninja",
 ]
 
 MIDDLEWARE = [
@@ -263,6 +265,9 @@ FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
 DOCKET_RETENTION_DAYS = env_int("DOCKET_RETENTION_DAYS", 0) or None
 if DOCKET_RETENTION_DAYS is not None and DOCKET_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("DOCKET_RETENTION_DAYS must be a number of days above 0 (or unset to keep).")
+
+# Docket's own HTTP API (/api/v1/): requests per minute one token may make before it is answered 429.
+DOCKET_API_RATE_PER_MINUTE = env_int("DOCKET_API_RATE_PER_MINUTE", 600)
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

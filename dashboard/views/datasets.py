@@ -24,7 +24,7 @@ from dashboard.forms_datasets import (
     RenameForm,
     UploadForm,
 )
-from dashboard.http import row_number
+from dashboard.http import declared_length, row_number
 from evals import ingest
 from evals.models import Dataset, Example, Upload
 from evals.services import datasets as services
@@ -58,7 +58,7 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
     """The upload page. CSRF is checked in _dataset_upload, after the size-capping handler is installed:
     the CSRF middleware reads request.POST, which would parse the upload with the default handlers."""
     if request.method == "POST":
-        if _declared_length(request) > services.max_upload_bytes() + MULTIPART_OVERHEAD:
+        if declared_length(request) > services.max_upload_bytes() + MULTIPART_OVERHEAD:
             # Refused before a byte of the body is read: reading (even to drop) 600 MiB took minutes.
             # No CSRF check is needed for a page that changes nothing.
             return _too_large(request)
@@ -88,13 +88,6 @@ def _dataset_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpR
     except services.DatasetError as error:
         return _upload_form(request, UploadForm(), error=f"{received.name}: {error}", status=400)
     return redirect("dataset_upload_detail", upload_id=upload.pk)
-
-
-def _declared_length(request: HttpRequest) -> int:
-    value = request.META.get("CONTENT_LENGTH") or ""
-    if not (value.isascii() and value.isdigit()):
-        return 0
-    return int(value[:30])  # more than 30 digits is over any cap anyway
 
 
 def _too_large(request: HttpRequest) -> HttpResponse:

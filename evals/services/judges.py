@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from evals.client import JudgeAPI, JudgeInfo, judge_api_root
@@ -70,6 +70,38 @@ def judges_sync(*, api: JudgeAPI | None = None) -> SyncResult:
         unlisted = [judge.pk for judge in existing.values() if judge.is_listed]
         Judge.objects.filter(pk__in=unlisted).update(is_listed=False)
     return SyncResult(added=added, updated=updated, unlisted=len(unlisted))
+
+
+class JudgeLookupError(ValueError):
+    """A name that picks out no judge, or more than one; the message is for the user."""
+
+
+def judge_find(wanted: str, *, api: JudgeAPI | None = None) -> Judge:
+    """The listed judge of the current judge API that `wanted` names: its name (any case), its remote
+    id, or Docket's number for it.
+
+    When nothing matches, the judges are synced from the API once (the judge may have been made there
+    since the last sync) and looked up again. Raises JudgeError when that sync fails, JudgeLookupError
+    when no judge, or more than one, matches.
+    """
+    found = _judges_named(wanted)
+    if not found:
+        judges_sync(api=api)
+        found = _judges_named(wanted)
+    if not found:
+        names = ", ".join(judges_for_current_api().filter(is_listed=True).values_list("name", flat=True))
+        raise JudgeLookupError(f'No judge is called "{wanted}". Judges: {names or "none"}.')
+    if len(found) > 1:
+        raise JudgeLookupError(f'"{wanted}" names {len(found)} judges; use the judge id instead.')
+    return found[0]
+
+
+def _judges_named(wanted: str) -> list[Judge]:
+    query = Q(remote_id=wanted) | Q(name__iexact=wanted)
+    # isdigit() alone accepts "²" (int() refuses it); 18 digits always fit the id column.
+    if wanted.isascii() and wanted.isdigit() and len(wanted) <= 18:
+        query |= Q(pk=int(wanted))
+    return list(judges_for_current_api().filter(is_listed=True).filter(query))
 
 
 def judge_refresh(*, judge: Judge, api: JudgeAPI | None = None) -> Judge:

@@ -17,7 +17,10 @@ PUBLIC_PREFIXES = (
     "admin/",  # Django admin has its own login
     "s/",  # share links: a token in the URL
     "healthz",  # load balancer probe
+    "api/v1/",  # the HTTP API: bearer tokens, and a 401 problem document instead of a login redirect
 )
+# The API's schema and docs are public (they describe the API, hold no data); every other route wants a token.
+API_PUBLIC = ("api/v1/openapi.json", "api/v1/docs")
 
 
 def walk(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:
@@ -48,6 +51,30 @@ def test_private_pages_redirect_anonymous_visitors_to_login(client: Client, rout
     response = client.get(path)
     assert response.status_code == 302, f"{path} answered {response.status_code} without a login"
     assert response["Location"].startswith("/login/?next=")
+
+
+API_ROUTES = sorted(
+    {
+        route
+        for route in walk(get_resolver().url_patterns)
+        if route.startswith("api/v1/")
+        and not route.startswith(API_PUBLIC)
+        and "<anypath" not in route
+        and route != "api/v1/"  # the root is no endpoint: a 404 problem for anyone
+    }
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", API_ROUTES)
+def test_api_routes_answer_anonymous_visitors_401(client: Client, route: str) -> None:
+    path = sample_path(route)
+    for method in ("get", "post", "delete"):  # the first the route takes (a wrong method is a 405 first)
+        response = getattr(client, method)(path)
+        if response.status_code != 405:
+            break
+    assert response.status_code == 401, f"{path} answered {response.status_code} without a token"
+    assert response["Content-Type"] == "application/problem+json"
 
 
 def test_the_url_map_has_private_pages() -> None:

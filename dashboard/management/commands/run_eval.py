@@ -13,12 +13,11 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q
 
 from evals.client import JudgeAPI, JudgeError, Patience
 from evals.models import Dataset, Judge, Run, Score
 from evals.pump import pump, pump_alive
-from evals.services.judges import judge_refresh, judges_for_current_api, judges_sync
+from evals.services.judges import JudgeLookupError, judge_find, judge_refresh
 from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
 from evals.services.thresholds import run_thresholds_learn
 
@@ -148,29 +147,13 @@ class Command(BaseCommand):
         return run
 
     def find_judge(self, wanted: str) -> Judge:
-        def lookup() -> list[Judge]:
-            judges = judges_for_current_api().filter(is_listed=True)
-            query = Q(remote_id=wanted) | Q(name__iexact=wanted)
-            if wanted.isdigit():
-                query |= Q(pk=int(wanted))
-            return list(judges.filter(query))
-
-        found = lookup()
-        if not found:
-            try:
-                with self.judge_api() as api:
-                    judges_sync(api=api)
-            except JudgeError as exc:
-                raise CommandError(f"Could not list the judges: {exc.message}", returncode=2) from exc
-            found = lookup()
-        if not found:
-            names = ", ".join(judges_for_current_api().filter(is_listed=True).values_list("name", flat=True))
-            raise CommandError(f'No judge is called "{wanted}". Judges: {names or "none"}.', returncode=2)
-        if len(found) > 1:
-            raise CommandError(
-                f'"{wanted}" names {len(found)} judges; use the judge id instead.', returncode=2
-            )
-        return found[0]
+        try:
+            with self.judge_api() as api:
+                return judge_find(wanted, api=api)
+        except JudgeError as exc:
+            raise CommandError(f"Could not list the judges: {exc.message}", returncode=2) from exc
+        except JudgeLookupError as exc:
+            raise CommandError(str(exc), returncode=2) from exc
 
     def judge_api(self) -> JudgeAPI:
         return JudgeAPI.from_settings(patience=self.patience)

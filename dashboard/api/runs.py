@@ -1,0 +1,547 @@
+"""Runs through the API: start one, watch it, read its statistics and items, cancel, retry, delete, export.
+
+Each endpoint resolves the run, calls the service or selector the pages call, and shapes the answer,
+so the API's numbers are the run page's and the statistics page's: computed in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import ConfigDict
+
+from dashboard.api.core import (
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    Problem,
+    Text,
+    absolute_url,
+    errors,
+    keyset_page,
+    page_limit,
+)
+from dashboard.http import ROW_NUMBER_MAX
+from evals.client import JudgeError
+from evals.models import MAX_BATCH_SIZE, Dataset, Item, Judge, Run
+from evals.selectors import ResultsQuery, results_cursor_fits, results_page
+from evals.services.export import CONTENT_TYPES, export_filename, export_stream
+from evals.services.judges import JudgeLookupError, judge_find
+from evals.services.retention import run_delete
+from evals.services.runs import RunError, run_cancel, run_create, run_retry, run_retry_plan, validate_tags
+from evals.services.stats import EvaluatorStats, run_statistics
+
+router = Router()
+
+
+RowId = Annotated[int, Field(ge=1, le=ROW_NUMBER_MAX)]
+Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Limit = Annotated[
+    int, Field(ge=1, le=PAGE_MAX, description=f"Rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT}).")
+]
+# Run.Status's values, spelled out for the schema (a test holds them to the model's choices).
+RunStatus = Literal["queued", "running", "completed", "partial", "failed", "cancelled"]
+
+
+# --- Shapes -------------------------------------------------------------------------------------------
+
+
+class JudgeRef(Schema):
+    id: int
+    name: str
+
+
+class Counts(Schema):
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+    pending: int
+
+
+class EvaluatorOut(Schema):
+    """One evaluator's numbers, as the statistics page shows them (evals.services.stats)."""
+
+    name: str
+    n: int
+    mean: float | None
+    ci_low: float | None = Field(description="95% Student-t interval of the mean; null below 2 scores.")
+    ci_high: float | None
+    pass_rate: float | None = Field(
+        description="Share of scores at or above `threshold`; null without scores."
+    )
+    threshold: float
+    threshold_source: str = Field(
+        description='"override" (chosen when the run started), "judge" (learned from the judge\'s log), '
+        '"default" (0.5: the judge named none) or "pending" (0.5 until learned).'
+    )
+
+
+class RunOut(Schema):
+    id: int
+    name: str
+    status: str
+    finished: bool
+    url: str
+    dataset_id: int
+    judge: JudgeRef
+    tags: list[str]
+    batch_size: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    retry_of: int | None
+    backoff_reason: str
+    last_error: str
+    counts: Counts
+    evaluator_names: list[str]
+    evaluators: list[EvaluatorOut] = Field(description="Per evaluator statistics; empty in lists.")
+
+
+class RunPage(Schema):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class RunStatusOut(Schema):
+    id: int
+    status: str
+    finished: bool
+    counts: Counts
+    backoff_reason: str
+
+
+class RetryPlanOut(Schema):
+    to_send: int
+    failed: int
+    cancelled: int
+    excluded: int = Field(description="Rows a retry cannot fix (rejected by the judge, or missing an input).")
+
+
+class RetryOut(Schema):
+    created: bool
+    to_send: int
+    run: RunOut
+
+
+class DeletedOut(Schema):
+    runs: list[int]
+    items: int
+    scores: int
+    share_links: int
+
+
+class ScoreOut(Schema):
+    evaluator: str
+    score: float | None
+    justification: str
+
+
+class ItemOut(Schema):
+    id: int
+    position: int = Field(
+        description="The row's number in the dataset, from 1, as the page and exports show it."
+    )
+    key: str = Field(description='The key column mapped at upload; "" for rows paired by their inputs.')
+    status: str
+    error: str
+    request: str
+    response: str
+    contexts: list[Any]
+    expected_output: str
+    system_prompt: str
+    turns: list[Any] | None
+    metadata: dict[str, Any]
+    scores: list[ScoreOut]
+
+
+class ItemPage(Schema):
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+class RunIn(Schema):
+    # A misspelt field ("treshold") is a 422, not a silently ignored wish.
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: RowId
+    judge: Text = Field(min_length=1, max_length=512, description="Judge id, remote id or name.")
+    name: Text = Field("", max_length=200)
+    tags: list[Text] = Field(default_factory=list, max_length=100)
+    batch_size: int = Field(MAX_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    thresholds: dict[Text, Threshold] = Field(
+        default_factory=dict, description="Pass thresholds by evaluator name; they override the judge's."
+    )
+
+
+class RunFilters(Schema):
+    status: RunStatus | None = None
+    judge: RowId | None = Field(None, description="The judge's id (`judge.id` of a run).")
+    dataset_id: RowId | None = None
+    tag: str | None = Field(None, max_length=200, description="Runs carrying this tag (any case).")
+
+
+class ItemFilters(Schema):
+    """The results table's view, read from the query string by ResultsQuery as the page reads it.
+
+    Also `min.<evaluator>` / `max.<evaluator>` (a score range) and `meta.<column>` (a metadata value).
+    Unknown sorts and statuses are ignored, as on the page.
+    """
+
+    sort: str | None = Field(
+        None,
+        description='"position", "status" or "score:<evaluator>", "-" first to reverse. Default: the first '
+        "evaluator's score, worst first, once the run has finished; else position.",
+    )
+    status: str | None = None
+    q: str | None = Field(None, description="Search in request, response and justifications.")
+    view: str | None = Field(None, description='"latest": the newest verdict per row across the retries.')
+
+
+# --- Helpers ------------------------------------------------------------------------------------------
+
+
+def _run(run_id: int, *related: str) -> Run:
+    run = (
+        Run.objects.select_related(*related).filter(pk=run_id).first()
+        if 0 < run_id <= ROW_NUMBER_MAX
+        else None
+    )
+    if run is None:
+        raise Problem(404, f"There is no run {run_id}.")
+    return run
+
+
+def _counts(run: Run) -> dict[str, int]:
+    return {
+        "total": run.total_count,
+        "completed": run.completed_count,
+        "failed": run.failed_count,
+        "cancelled": run.cancelled_count,
+        "pending": run.pending_count,
+    }
+
+
+def _evaluator(stats: EvaluatorStats) -> dict[str, Any]:
+    return {
+        "name": stats.name,
+        "n": stats.n,
+        "mean": stats.mean,
+        "ci_low": stats.interval.low,
+        "ci_high": stats.interval.high,
+        "pass_rate": stats.pass_rate,
+        "threshold": stats.threshold,
+        "threshold_source": stats.threshold_source,
+    }
+
+
+def run_out(request: HttpRequest, run: Run, *, statistics: bool = True) -> dict[str, Any]:
+    """The Run document; `statistics=False` for lists, which would otherwise aggregate every run's scores."""
+    evaluators = run_statistics(run=run).evaluators if statistics else []
+    return {
+        "id": run.pk,
+        "name": run.name,
+        "status": run.status,
+        "finished": run.is_finished,
+        "url": absolute_url(request, reverse("run_detail", args=[run.pk])),
+        "dataset_id": run.dataset_id,
+        "judge": {"id": run.judge_id, "name": run.judge.name},
+        "tags": list(run.tags),
+        "batch_size": run.batch_size,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "retry_of": run.retry_of_id,
+        "backoff_reason": run.backoff_reason,
+        "last_error": run.last_error,
+        "counts": _counts(run),
+        "evaluator_names": list(run.evaluators),
+        "evaluators": [_evaluator(stats) for stats in evaluators],
+    }
+
+
+def _item(item: Item, order: dict[str, int]) -> dict[str, Any]:
+    example = item.example
+    scores = sorted(
+        item.scores.all(),
+        key=lambda score: (order.get(score.evaluator_name, len(order)), score.evaluator_name),
+    )
+    return {
+        "id": item.pk,
+        "position": item.position + 1,
+        "key": example.key,
+        "status": item.status,
+        "error": item.error_message,
+        "request": example.request,
+        "response": example.response,
+        "contexts": list(example.contexts or []),
+        "expected_output": example.expected_output,
+        "system_prompt": example.system_prompt,
+        "turns": example.turns,
+        "metadata": example.metadata if isinstance(example.metadata, dict) else {},
+        "scores": [
+            {"evaluator": score.evaluator_name, "score": score.score, "justification": score.justification}
+            for score in scores
+        ],
+    }
+
+
+def _check_cursor(cursor: str | None, query: ResultsQuery) -> None:
+    """422 for a cursor this view did not give: the page would silently start again at the top."""
+    if cursor and not results_cursor_fits(cursor, query):
+        raise Problem(
+            422,
+            "cursor is not one this API gave for this view (same sort and filters); start again without it.",
+            errors=[{"field": "cursor", "message": "not a cursor this API gave for this view"}],
+        )
+
+
+def _invalid(field: str, message: str) -> Problem:
+    return Problem(422, message, errors=[{"field": field, "message": message}])
+
+
+def _ready_dataset(dataset_id: int) -> Dataset:
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        raise _invalid("dataset_id", f"There is no dataset {dataset_id}.")
+    if dataset.status != Dataset.Status.READY:
+        raise _invalid(
+            "dataset_id",
+            f'Dataset "{dataset.name}" is not ready yet ({dataset.get_status_display().lower()}).',
+        )
+    return dataset
+
+
+def _judge(wanted: str) -> Judge:
+    """The judge `wanted` names, as `run_eval --judge` finds it (asking the judge API once if need be)."""
+    try:
+        return judge_find(wanted)
+    except JudgeLookupError as exc:
+        raise _invalid("judge", str(exc)) from exc
+    except JudgeError as exc:
+        # A refused key or a rejected request will not mend by itself; a throttle or an outage may.
+        headers = {"Retry-After": str(max(int(exc.retry_after), 1))} if exc.retry_after else {}
+        raise Problem(
+            502 if exc.permanent else 503,
+            f"The judge API could not be reached to look up the judge: {exc.message}",
+            headers=headers,
+        ) from exc
+
+
+def _check_thresholds(judge: Judge, thresholds: dict[str, float]) -> None:
+    unknown = [name for name in thresholds if name not in judge.evaluator_names]
+    if unknown:
+        names = ", ".join(f'"{name}"' for name in unknown)
+        known = ", ".join(judge.evaluator_names) or "none"
+        raise Problem(
+            422,
+            f"{judge.name} has no evaluator {names}; its evaluators: {known}.",
+            errors=[
+                {"field": f"thresholds.{name}", "message": f'{judge.name} has no evaluator "{name}".'}
+                for name in unknown
+            ],
+        )
+
+
+# --- Runs ---------------------------------------------------------------------------------------------
+
+
+@router.get("/runs/", response={200: RunPage, **errors(422)}, summary="List runs, newest first")
+def list_runs(
+    request: HttpRequest, filters: Query[RunFilters], limit: Limit | None = None, cursor: str | None = None
+) -> dict[str, Any]:
+    """Filtered as on the runs page. `evaluators` is empty here: read one run for its statistics."""
+    runs = Run.objects.select_related("judge")
+    if filters.status:
+        runs = runs.filter(status=filters.status)
+    if filters.judge:
+        runs = runs.filter(judge_id=filters.judge)
+    if filters.dataset_id:
+        runs = runs.filter(dataset_id=filters.dataset_id)
+    if tag := (filters.tag or "").strip():
+        runs = runs.tagged(tag)
+    rows, next_cursor = keyset_page(runs, cursor=cursor, limit=limit)
+    return {"items": [run_out(request, run, statistics=False) for run in rows], "next_cursor": next_cursor}
+
+
+@router.post(
+    "/runs/",
+    response={201: RunOut, **errors(403, 422, 502, 503)},
+    summary="Start a run of a dataset with a judge",
+)
+def create_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
+    """Unknown dataset or judge, unknown evaluators in `thresholds`, bad tags: 422 naming the field.
+
+    The judge is looked up like `run_eval --judge`; when no judge matches, the judge API is asked once.
+    """
+    dataset = _ready_dataset(payload.dataset_id)
+    judge = _judge(payload.judge)
+    _check_thresholds(judge, payload.thresholds)
+    try:
+        tags = validate_tags(payload.tags)
+    except RunError as exc:
+        raise _invalid("tags", str(exc)) from exc
+    try:
+        run = run_create(
+            dataset=dataset,
+            judge=judge,
+            created_by=request.user,
+            name=payload.name,
+            tags=tags,
+            batch_size=payload.batch_size,
+            threshold_overrides=payload.thresholds,
+        )
+    except RunError as exc:
+        raise Problem(422, str(exc)) from exc
+    return Status(201, run_out(request, run))
+
+
+@router.get(
+    "/runs/{int:run_id}/", response={200: RunOut, **errors(404, 422)}, summary="A run with its statistics"
+)
+def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """`evaluators`: n, mean, its 95% interval and the pass rate at the run's thresholds (the stats page's)."""
+    return run_out(request, _run(run_id, "judge"))
+
+
+@router.get(
+    "/runs/{int:run_id}/status/", response={200: RunStatusOut, **errors(404, 422)}, summary="Poll a run"
+)
+def get_run_status(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """Reads the run's row only (no scores): cheap enough to poll every few seconds."""
+    run = _run(run_id)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "finished": run.is_finished,
+        "counts": _counts(run),
+        "backoff_reason": run.backoff_reason,
+    }
+
+
+@router.post(
+    "/runs/{int:run_id}/cancel/",
+    response={200: RunOut, **errors(403, 404, 409, 422)},
+    summary="Stop sending a run",
+)
+def cancel_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """Unsent items are cancelled; batches already sent are still collected. 409 once the run has finished."""
+    try:
+        run = run_cancel(run=_run(run_id, "judge"))
+    except RunError as exc:
+        raise Problem(409, str(exc)) from exc
+    return run_out(request, run)
+
+
+@router.get(
+    "/runs/{int:run_id}/retry/",
+    response={200: RetryPlanOut, **errors(404, 422)},
+    summary="What a retry would send",
+)
+def plan_retry(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    plan = run_retry_plan(run=_run(run_id, "dataset", "judge"), shown=0)
+    return {
+        "to_send": plan.to_send,
+        "failed": plan.failed,
+        "cancelled": plan.cancelled,
+        "excluded": plan.excluded_count,
+    }
+
+
+@router.post(
+    "/runs/{int:run_id}/retry/",
+    response={200: RetryOut, 201: RetryOut, **errors(403, 404, 409, 422)},
+    summary="Retry the failed and cancelled rows",
+)
+def start_retry(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
+    """201 with the new retry; 200 with the retry already under way (nothing new is sent); 409 when
+    there is nothing to retry or the run has not finished."""
+    try:
+        retry, created = run_retry(run=_run(run_id, "dataset", "judge"), created_by=request.user)
+    except RunError as exc:
+        raise Problem(409, str(exc)) from exc
+    body = {"created": created, "to_send": retry.total_count, "run": run_out(request, retry)}
+    return Status(201 if created else 200, body)
+
+
+@router.delete(
+    "/runs/{int:run_id}/", response={200: DeletedOut, **errors(403, 404, 422)}, summary="Delete a run"
+)
+def delete_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
+    """The run goes with its retries (and theirs), items, scores and share links; a run in flight is cancelled first."""
+    deleted = run_delete(runs=[_run(run_id)], by=request.user.get_username())
+    return {
+        "runs": [run.pk for run in deleted.runs],
+        "items": deleted.items,
+        "scores": deleted.scores,
+        "share_links": deleted.share_links,
+    }
+
+
+# --- Items and exports --------------------------------------------------------------------------------
+
+
+@router.get(
+    "/runs/{int:run_id}/items/", response={200: ItemPage, **errors(404, 422)}, summary="A run's items"
+)
+def list_items(
+    request: HttpRequest,
+    run_id: int,
+    filters: Query[ItemFilters],
+    limit: Limit | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The results table: its filters and sorts (see the parameters), a page at a time."""
+    run = _run(run_id, "dataset")
+    query = ResultsQuery.from_params(request.GET, run=run)
+    size = page_limit(limit)
+    _check_cursor(cursor, query)
+    page = results_page(run, query, cursor=cursor or None, size=size)
+    order = {name: index for index, name in enumerate(run.evaluators)}
+    return {"items": [_item(item, order) for item in page.rows], "next_cursor": page.next_cursor}
+
+
+def _export(request: HttpRequest, run_id: int, fmt: str) -> StreamingHttpResponse:
+    run = _run(run_id, "dataset")
+    params = request.GET.copy()
+    # As the page's export: without a sort of its own an export is in row order.
+    if not params.get("sort"):
+        params["sort"] = "position"
+    query = ResultsQuery.from_params(params, run=run)
+    response = StreamingHttpResponse(export_stream(run, query, fmt=fmt), content_type=CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = content_disposition_header(True, export_filename(run, fmt, query=query))
+    return response
+
+
+def _streamed(media_type: str, what: str) -> dict[str, Any]:
+    return {
+        "responses": {
+            200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}},
+        }
+    }
+
+
+@router.get(
+    "/runs/{int:run_id}/export.csv",
+    response=errors(404, 422),
+    openapi_extra=_streamed("text/csv", "One row per item, streamed; the same columns as the page's export."),
+    summary="Export a run as CSV",
+)
+def export_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    """The results view the query string describes (the items' filters and sort; default: row order)."""
+    return _export(request, run_id, "csv")
+
+
+@router.get(
+    "/runs/{int:run_id}/export.jsonl",
+    response=errors(404, 422),
+    openapi_extra=_streamed("application/x-ndjson", "One JSON object per item and line, streamed."),
+    summary="Export a run as JSON Lines",
+)
+def export_jsonl(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    """The results view the query string describes (the items' filters and sort; default: row order)."""
+    return _export(request, run_id, "jsonl")
