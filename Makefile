@@ -20,9 +20,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PIP) install -r $(VENV)/requirements.txt
 	@touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(PY)
+$(VENV)/.dev-installed: pyproject.toml client/pyproject.toml | $(PY)
 	$(REQUIREMENTS) dev > $(VENV)/requirements-dev.txt
 	$(PIP) install -r $(VENV)/requirements-dev.txt
+	# The remote CLI `docket` (client/, a package of its own that needs only httpx), for its tests.
+	$(PIP) install -e ./client
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
