@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signals
@@ -21,6 +22,15 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from evals import client
 from evals.models import Dataset, Example, Judge
 from evals.services.judges import judges_sync
+
+# Passwords hashed for tests need no strength: MD5 takes microseconds where PBKDF2's million rounds take
+# about half a second per hash (every create_user and every password login). PBKDF2 stays second, so
+# hashes made by a child process (a server started with the real settings) still verify here; no child
+# process verifies a password made here (the reliability suite makes its users in its own processes).
+settings.PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *[name for name in settings.PASSWORD_HASHERS if not name.endswith("MD5PasswordHasher")],
+]
 
 JUDGE_URL = "http://127.0.0.1:8000/judge-api"
 SUPPORT_JUDGE = "Support assistant safety"

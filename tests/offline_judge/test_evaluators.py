@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from offline_judge import evaluators as ev
-from offline_judge import text
 from offline_judge.inputs import ItemInput
 from offline_judge.services import Runner, evaluate
 from tests.offline_judge.harness import JUDGES, RAG
@@ -180,24 +177,3 @@ def test_every_score_is_between_0_and_1_with_three_decimals_at_most() -> None:
             assert round(scored.verdict.score, 3) == scored.verdict.score
             assert 0.0 <= scored.verdict.confidence <= 1.0
             assert scored.verdict.justification
-
-
-def test_evaluating_100_distinct_800_character_items_takes_under_100_ms_of_cpu_per_judge() -> None:
-    paragraph = " ".join(CONTEXTS) * 5
-    for judge in JUDGES:
-        text.content_terms.cache_clear()
-        runner = Runner(judge=judge, evaluators=judge.evaluators)
-        items = [
-            ItemInput(
-                request=f"Where is the Eiffel Tower and when was it completed? ({index})",
-                response=f"{paragraph} ({index})",
-                contexts=[f"{paragraph} [{index}a]", f"{paragraph} [{index}b]"],
-                expected_output=f"{paragraph} <{index}>",
-            )
-            for index in range(100)
-        ]
-        started = time.process_time()
-        for item in items:
-            evaluate(runner, item)
-        # About 35 ms on a laptop; the margin is for slow CI machines.
-        assert time.process_time() - started < 0.1, judge.name
