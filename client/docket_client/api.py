@@ -119,6 +119,9 @@ class DocketAPI:
     def run(self, run_id: int) -> dict[str, Any]:
         return self._get(f"runs/{run_id}/")
 
+    def retry_plan(self, run_id: int) -> dict[str, Any]:
+        return self._get(f"runs/{run_id}/retry/")
+
     def run_status(self, run_id: int) -> dict[str, Any]:
         return self._get(f"runs/{run_id}/status/")
 

@@ -273,7 +273,24 @@ def _evaluate(api: DocketAPI, args: argparse.Namespace, console: Console, state:
         return EXIT_UNREACHABLE
     run = settled(api, run["id"])
     state.status = run["status"]
+    if judge_unavailable(api, run):
+        console.note(
+            f"docket: the judge could not judge any item of run {run['id']}, and rejected none of them: "
+            f"it was unreachable or failing ({run.get('last_error') or 'no message'}). Nothing is wrong "
+            f"with the rows; retry the run in Docket once the judge answers: {run.get('url')}"
+        )
+        return EXIT_UNREACHABLE
     return _report(api, args, console, run, baseline_id)
+
+
+def judge_unavailable(api: DocketAPI, run: dict[str, Any]) -> bool:
+    """A failed run with no item judged whose every failure a retry could fix (none rejected by the
+    judge, none missing an input): the judge never answered, which is exit 3, not a failed gate."""
+    counts = run.get("counts") or {}
+    if run.get("status") != "failed" or counts.get("completed") or not counts.get("failed"):
+        return False
+    plan = api.retry_plan(run["id"])
+    return not plan.get("excluded") and plan.get("to_send") == counts.get("failed")
 
 
 def settled(api: DocketAPI, run_id: int) -> dict[str, Any]:

@@ -256,6 +256,40 @@ def test_the_report_prints_pending_thresholds_after_waiting_30_seconds(answers: 
     assert 30 <= sum(result.time.sleeps) < 60
 
 
+class JudgeDown(FakeDocket):
+    """Every item failed: with `rejected` 0 the judge never answered (a retry could send them all)."""
+
+    def __init__(self, rejected: int) -> None:
+        super().__init__(final="failed")
+        self.rejected = rejected
+
+    def run(self, status: str) -> dict[str, Any]:
+        run = super().run(status)
+        if run["finished"]:
+            run["counts"] = {"total": 3, "completed": 0, "failed": 3, "cancelled": 0, "pending": 0}
+            run["evaluators"] = []
+            run["last_error"] = "judge API unreachable: connection refused"
+        return run
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/runs/12/retry/":
+            plan = {"to_send": 3 - self.rejected, "failed": 3, "cancelled": 0, "excluded": self.rejected}
+            return httpx.Response(200, json=plan)
+        return super().__call__(request)
+
+
+def test_a_run_the_judge_never_answered_exits_3_not_as_a_failed_gate(answers: Path) -> None:
+    result = docket(["eval", str(answers), "--judge", "Support assistant safety"], JudgeDown(rejected=0))
+    assert result.code == 3, result.err
+    assert "unreachable or failing" in result.err and "connection refused" in result.err
+    assert result.last_line == "run 12: failed"
+
+
+def test_a_run_whose_rows_the_judge_rejected_is_a_failed_gate(answers: Path) -> None:
+    result = docket(["eval", str(answers), "--judge", "Support assistant safety"], JudgeDown(rejected=3))
+    assert result.code == 1, result.err
+
+
 def test_polling_waits_longer_each_time_up_to_five_seconds(answers: Path) -> None:
     result = docket(["eval", str(answers), "--judge", "2"], FakeDocket(polls=8))
 
