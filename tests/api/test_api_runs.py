@@ -22,7 +22,7 @@ from evals.pump import pump
 from evals.services.runs import run_create
 from evals.services.stats import run_statistics
 from tests.conftest import RAG_JUDGE, SUPPORT_JUDGE
-from tests.evals.test_stats import build_run, make_judge
+from tests.factories import build_run, make_judge
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from evals.models import Run, ShareLink
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 

@@ -33,7 +33,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from evals.models import ApiToken, Dataset, Judge, ShareLink
 from evals.services.tokens import api_token_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ from django.test import Client
 
 from dashboard.api.schema import OPERATIONS, SECURITY_SCHEME
 from evals.models import ShareLink
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from evals.models import Item, Run, ShareLink
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from evals import client
 from evals.models import Run
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 

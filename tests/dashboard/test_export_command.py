@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 ROOT = Path(settings.BASE_DIR)
 

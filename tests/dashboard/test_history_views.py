@@ -13,7 +13,7 @@ from django.test import Client
 from dashboard.views.history import run_labels
 from evals.models import Run, ShareLink
 from tests.evals.test_history import QUESTIONS, run_over
-from tests.evals.test_stats import build_run, make_judge
+from tests.factories import build_run, make_judge
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import Run, ShareLink
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 from tests.offline_judge.harness import API_KEY
 
 pytestmark = pytest.mark.django_db

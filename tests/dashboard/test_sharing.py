@@ -27,7 +27,7 @@ from evals.pump import pump
 from evals.services.runs import run_create
 from evals.services.sharing import share_link_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.usefixtures("offline_judge")
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from evals.models import ApiToken, Run
 from evals.services.tokens import api_token_create
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 

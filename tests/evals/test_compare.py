@@ -27,8 +27,7 @@ from evals.services.datasets import dataset_import_file
 from evals.services.export import export_stream
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.evals.test_pipeline import pump_until_finished
-from tests.evals.test_stats import build_run, make_judge
+from tests.factories import build_run, make_judge, pump_until_finished
 
 pytestmark = pytest.mark.django_db
 

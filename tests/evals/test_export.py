@@ -13,7 +13,7 @@ from django.http import QueryDict
 from evals.models import Example, Run
 from evals.selectors import ResultsQuery
 from evals.services.export import export_filename, export_headers, export_stream, neutralise
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 EVALUATORS = ("Politeness", "Concision", "PII safety")
 

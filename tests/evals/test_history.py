@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from evals.models import Example, Judge, Run
 from evals.services.history import family_trend, run_family
-from tests.evals.test_stats import build_run, make_judge
+from tests.factories import build_run, make_judge
 
 pytestmark = pytest.mark.django_db
 

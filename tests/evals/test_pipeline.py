@@ -26,15 +26,7 @@ from evals.services.runs import (
     run_retry_failed,
 )
 from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
-
-
-def pump_until_finished(run: Run, *, rounds: int = 20, concurrency: int = 1) -> Run:
-    for _ in range(rounds):
-        pump(budget_seconds=30, concurrency=concurrency, requeue=False)
-        run.refresh_from_db()
-        if run.is_finished:
-            return run
-    raise AssertionError(f"run did not finish: {run.status}, {run.done_count}/{run.total_count}")
+from tests.factories import pump_until_finished
 
 
 def judge_batches_by_tag(run: Run) -> Counter[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evals.models import Run
-from tests.evals.test_stats import build_run
+from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 

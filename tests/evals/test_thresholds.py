@@ -15,8 +15,7 @@ from evals.services.runs import run_create
 from evals.services.stats import run_statistics
 from evals.services.thresholds import run_thresholds_learn, runs_thresholds_learn_due
 from tests.conftest import JUDGE_URL, RAG_JUDGE, SUPPORT_JUDGE
-from tests.evals.test_pipeline import pump_until_finished
-from tests.evals.test_stats import build_run
+from tests.factories import build_run, pump_until_finished
 
 pytestmark = pytest.mark.django_db
 
