@@ -293,6 +293,12 @@ class Run(models.Model):
     # Thresholds chosen when the run was started ({name: value}, the API's `thresholds`): they win over
     # the learned ones for this run's whole life, and every page, compare and gate says "override".
     threshold_overrides = models.JSONField(default=dict, blank=True)
+    # A noise check: this run re-judges a random sample of `noise_of`'s items (repeat 1..M of the check),
+    # at the same positions, so each re-judged item pairs with the original verdict by position.
+    noise_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="noise_runs"
+    )
+    noise_repeat = models.PositiveSmallIntegerField(default=0)
 
     objects = RunQuerySet.as_manager()
 
@@ -304,6 +310,12 @@ class Run(models.Model):
                 fields=["retry_of"],
                 condition=Q(retry_of__isnull=False, status__in=["queued", "running"]),
                 name="run_one_active_retry",
+            ),
+            # At most one noise check of a run in flight: a second "re-judge a sample" returns to it.
+            models.UniqueConstraint(
+                fields=["noise_of", "noise_repeat"],
+                condition=Q(noise_of__isnull=False, status__in=["queued", "running"]),
+                name="run_one_active_noise_check",
             ),
         ]
 
@@ -337,6 +349,12 @@ class Run(models.Model):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value), "judge"
         return DEFAULT_THRESHOLD, "default" if self.thresholds_learned_at else "pending"
+
+    def passes(self, name: str, score: float | None) -> bool | None:
+        """The judge's verdict on one score: pass when it reaches the evaluator's threshold in this run."""
+        if score is None:
+            return None
+        return score >= self.threshold_for(name)[0]
 
     @property
     def evaluator_means(self) -> list[tuple[str, float | None, int]]:
@@ -490,6 +508,47 @@ class Score(models.Model):
 
     def __str__(self) -> str:
         return f"{self.evaluator_name}={self.score}"
+
+
+class Review(models.Model):
+    """A person's verdict on one evaluator's score of one item: pass or fail, perhaps a corrected score
+    and a comment. One per reviewer, item and evaluator; its author may change it."""
+
+    class Label(models.TextChoices):
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="reviews")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reviews")
+    evaluator_name = models.CharField(max_length=512)
+    # Kept when the account goes (reviewer_name says who it was): a calibration set outlives its people.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    label = models.CharField(max_length=4, choices=Label.choices)
+    # The score the reviewer would have given, on the judge's scale (0 to 1); None: only pass or fail.
+    score = models.FloatField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["item", "evaluator_name", "updated_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "evaluator_name", "reviewer"], name="review_one_per_reviewer"
+            ),
+            models.CheckConstraint(condition=Q(label__in=["pass", "fail"]), name="review_label_valid"),
+        ]
+        indexes = [models.Index(fields=["run", "evaluator_name"], name="review_run_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_name}: {self.evaluator_name} {self.label}"
+
+    @property
+    def passed(self) -> bool:
+        return self.label == self.Label.PASS
 
 
 class ShareLinkQuerySet(models.QuerySet["ShareLink"]):

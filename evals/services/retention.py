@@ -26,7 +26,7 @@ from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from evals.models import Dataset, Item, JudgeApiEvent, RemoteBatch, Run, Score, ShareLink, Upload
+from evals.models import Dataset, Item, JudgeApiEvent, RemoteBatch, Review, Run, Score, ShareLink, Upload
 from evals.services.datasets import UPLOAD_KEEP, dataset_delete, uploads_dir
 from evals.services.runs import RunError, run_cancel, run_chain, run_root
 
@@ -89,8 +89,13 @@ def run_chains(runs: Iterable[Run]) -> list[list[Run]]:
     chains: dict[int, list[Run]] = {}
     for run in runs:
         root = run_root(run)
-        if root.pk not in chains:
+        if not any(root.pk == member.pk for chain in chains.values() for member in chain):
             ids = run_chain(root)
+            # Noise checks of the chain's runs (and their retries) go with it: they only mean something
+            # beside the run they re-judge.
+            noise = list(Run.objects.filter(noise_of_id__in=ids).order_by("pk"))
+            for check in noise:
+                ids += [pk for pk in run_chain(check) if pk not in ids]
             chains[root.pk] = list(
                 Run.objects.filter(pk__in=ids).select_related("dataset", "judge").order_by("pk")
             )
@@ -133,6 +138,7 @@ def _delete_chain(chain: list[Run]) -> Deletion:
         deleted.share_links = _raw_delete(ShareLink.objects.filter(run_id__in=ids))
         # Items before scores (foreign keys are checked at commit): a score the pump committed while the
         # items were being deleted is caught by the second statement, which sees it.
+        _raw_delete(Review.objects.filter(run_id__in=ids))
         deleted.items = _raw_delete(Item.objects.filter(run_id__in=ids))
         deleted.scores = _raw_delete(Score.objects.filter(run_id__in=ids))
         deleted.batches = _raw_delete(RemoteBatch.objects.filter(run_id__in=ids))

@@ -127,10 +127,13 @@ def run_create(
     examples: QuerySet[Example] | None = None,
     retry_of: Run | None = None,
     threshold_overrides: Mapping[str, float] | None = None,
+    noise_of: Run | None = None,
+    noise_repeat: int = 0,
 ) -> Run:
     """Create a run with one item per example and its remote batches, then wake the pump.
 
     `threshold_overrides` ({evaluator: value}) are this run's pass thresholds for good, over the judge's.
+    `noise_of`/`noise_repeat`: this run is repeat r of a noise check of that run (evals.services.noise).
     """
     if dataset.status != Dataset.Status.READY:
         raise RunError(f'Dataset "{dataset.name}" is not ready yet ({dataset.get_status_display().lower()}).')
@@ -171,6 +174,8 @@ def run_create(
             retry_of=retry_of,
             evaluators=judge.evaluator_names,
             threshold_overrides=dict(threshold_overrides or {}),
+            noise_of=noise_of,
+            noise_repeat=noise_repeat,
         )
         batches = RemoteBatch.objects.bulk_create(
             RemoteBatch(run=run, position=index, size=len(positions[start : start + batch_size]))

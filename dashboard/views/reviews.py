@@ -1,0 +1,7 @@
+"""STUB: filled in by a helper."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
