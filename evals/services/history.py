@@ -74,7 +74,9 @@ def run_family(*, run: Run, limit: int = FAMILY_LIMIT) -> Family:
     limit = max(limit, 1)
     keys_a = _distinct_keys(Example.objects.filter(dataset_id=anchor.dataset_id))
     judge_runs = (
-        Run.objects.filter(judge_id=anchor.judge_id, retry_of__isnull=True, status__in=Run.FINISHED)
+        Run.objects.filter(
+            judge_id=anchor.judge_id, retry_of__isnull=True, noise_of__isnull=True, status__in=Run.FINISHED
+        )
         .exclude(pk=anchor.pk)
         .select_related("dataset", "judge")
     )

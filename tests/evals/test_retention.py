@@ -27,6 +27,7 @@ from evals.models import (
     Judge,
     JudgeApiEvent,
     RemoteBatch,
+    Review,
     Run,
     Score,
     Upload,
@@ -128,6 +129,38 @@ def test_deleting_a_run_leaves_no_row_behind_in_any_table_and_takes_its_retries(
     assert bystander.items.count() == 20 and bystander.scores.count() == 20 * len(bystander.evaluators)
     assert bystander.share_links.count() == 1
     assert Example.objects.filter(dataset=dataset).count() == 20
+
+
+def test_deleting_a_run_takes_its_reviews_and_its_noise_checks(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], django_user_model: Any
+) -> None:
+    dataset = make_dataset(6)
+    run = finish(run_create(dataset=dataset, judge=judges[SUPPORT_JUDGE]))
+    sample = Example.objects.filter(dataset=dataset, position__in=[1, 4])
+    check = finish(
+        run_create(
+            dataset=dataset, judge=judges[SUPPORT_JUDGE], examples=sample, noise_of=run, noise_repeat=1
+        )
+    )
+    reviewer = django_user_model.objects.create_user(username="rita", password="a-long-test-password")
+    for target in (run, check):
+        item = target.items.order_by("position").first()
+        assert item is not None
+        Review.objects.create(
+            item=item,
+            run=target,
+            evaluator_name=target.evaluators[0],
+            reviewer=reviewer,
+            reviewer_name="rita",
+            label=Review.Label.FAIL,
+        )
+
+    deleted = run_delete(runs=[run], by="ada")
+
+    assert {gone.pk for gone in deleted.runs} == {run.pk, check.pk}
+    assert not Review.objects.exists()
+    assert rows_pointing_at({run.pk, check.pk}) == {}
+    connection.check_constraints()
 
 
 def test_a_run_in_flight_is_cancelled_first_then_deleted(
