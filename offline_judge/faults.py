@@ -40,6 +40,9 @@ OPTIONS: dict[str, Option] = {
     "drop_s": Option(5, float, 0, 3600, "seconds a dropped reply is held before the 502"),
     "item_fail": Option(0, float, 0, 1, "share of items that fail"),
     "batch_fail": Option(0, float, 0, 1, "share of batches that fail as a whole"),
+    "noise": Option(
+        0, float, 0, 1, "standard deviation of Gaussian noise added to every score (clamped to [0, 1])"
+    ),
     "seed": Option(0, int, -(2**63), 2**63, "seed of the fault decisions; unset means random"),
 }
 
@@ -63,14 +66,17 @@ class FaultPlan:
     seeded: bool = False
     _requests: random.Random = field(default_factory=random.Random)
     _items: random.Random = field(default_factory=random.Random)
+    _noise: random.Random = field(default_factory=random.Random)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if self.seeded:
             seed = int(self.values["seed"])
-            # Two generators: item draws depend on batch sizes, and must not shift the request sequence.
+            # Separate generators: item draws depend on batch sizes, and must not shift the request
+            # sequence; noise draws depend on how many evaluators scored, and must shift neither.
             self._requests = random.Random(f"requests:{seed}")
             self._items = random.Random(f"items:{seed}")
+            self._noise = random.Random(f"noise:{seed}")
 
     @property
     def latency_s(self) -> float:
@@ -122,6 +128,20 @@ class FaultPlan:
                 (self._items.random(), self._items.randrange(max(evaluator_count, 1))) for _ in range(count)
             ]
         return [which if share < self.values["item_fail"] else None for share, which in draws]
+
+    @property
+    def noise_sd(self) -> float:
+        return self.values["noise"]
+
+    def add_noise(self, score: float) -> float:
+        """The score with simulated judge noise: plus a Gaussian draw of standard deviation `noise`,
+        clamped to [0, 1] and rounded like the evaluators' scores. Without noise it is returned as is,
+        and nothing is drawn."""
+        if not self.noise_sd:
+            return score
+        with self._lock:
+            shift = self._noise.gauss(0.0, self.noise_sd)
+        return round(min(max(score + shift, 0.0), 1.0), 3)
 
 
 def parse(config: str) -> FaultPlan:

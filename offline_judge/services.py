@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,9 +67,22 @@ class Runner:
         return " ".join(sentences)
 
 
-def evaluate(runner: Runner, item: ItemInput) -> list[Scored]:
+def evaluate(runner: Runner, item: ItemInput, plan: FaultPlan | None = None) -> list[Scored]:
     data = item.for_evaluators()
-    return [Scored(spec, spec.evaluate(data)) for spec in runner.evaluators]
+    scored = [Scored(spec, spec.evaluate(data)) for spec in runner.evaluators]
+    if plan is None or not plan.noise_sd:
+        return scored
+    return [Scored(s.spec, _with_noise(s.verdict, plan)) for s in scored]
+
+
+def _with_noise(verdict: Verdict, plan: FaultPlan) -> Verdict:
+    """The verdict with the plan's simulated noise on its score; the justification says so, because
+    the rule it describes gave the score before the noise."""
+    noisy = plan.add_noise(verdict.score)
+    note = (
+        f"Simulated judge noise (sd {plan.noise_sd:g}) moved the score from {verdict.score:g} to {noisy:g}."
+    )
+    return replace(verdict, score=noisy, justification=f"{verdict.justification} {note}".strip())
 
 
 def evaluator_results(scored: list[Scored]) -> list[dict[str, Any]]:
@@ -248,7 +261,7 @@ def batch_create(
         error = batch_failure_message() if whole_batch_fails else runner.missing_message(item)
         if not error and failing is not None:
             error = item_failure_message(runner.evaluators[failing])
-        scored = None if error else evaluate(runner, item)
+        scored = None if error else evaluate(runner, item, plan)
         prepared.append((item, error, scored))
         details.append(
             log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
@@ -318,7 +331,7 @@ def judge_execute(
     *, runner: Runner, item: ItemInput, tags: list[str], plan: FaultPlan
 ) -> tuple[list[Scored], ExecutionLog]:
     """A synchronous run: it takes one item's simulated time, outside the lanes (no queueing)."""
-    scored = evaluate(runner, item)
+    scored = evaluate(runner, item, plan)
     clock.sleep(plan.item_s)
     detail = log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
     log = ExecutionLog.objects.create(

@@ -78,6 +78,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("delete", "/runs/{}/share-links/{}/"): Operation(
         "share_link_revoke", "Revoke a share link", "Compare and share"
     ),
+    # Issue 13: human review and calibration.
+    ("get", "/runs/{}/reviews/"): Operation("review_list", "List a run's reviews", "Review and calibration"),
+    ("post", "/runs/{}/reviews/"): Operation(
+        "review_save", "Review an item's score", "Review and calibration"
+    ),
+    ("get", "/runs/{}/calibration/"): Operation(
+        "run_calibration", "Get the judge's agreement with its reviewers", "Review and calibration"
+    ),
+    ("get", "/runs/{}/reviews/export.csv"): Operation(
+        "calibration_set_csv", "Export the reviewed items as CSV", "Review and calibration"
+    ),
+    ("get", "/runs/{}/reviews/export.jsonl"): Operation(
+        "calibration_set_jsonl", "Export the reviewed items as JSON lines", "Review and calibration"
+    ),
 }
 
 # Why each problem status happens, for the docs; ninja would only say "Unauthorized".

@@ -1,6 +1,7 @@
 """Two runs compared: is run B better than run A, evaluator by evaluator, and item by item.
 
-Comparing is for teammates only: a share link reaches exactly one run.
+Comparing is for teammates only: a share link reaches exactly one run. `?corrected=1` compares both runs
+with human corrections (reviewed scores as the reviewers said); the toggle shows once either run has reviews.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 
 from dashboard.http import HtmxHttpRequest, row_number
-from evals.models import Run
+from evals.models import Review, Run
 from evals.services.compare import (
     CHANGES,
     CompareError,
@@ -57,12 +58,33 @@ def _overrides(request: HtmxHttpRequest, a: Run, b: Run) -> dict[str, float]:
     return thresholds_from_params(request.GET, shared_evaluators(a, b))
 
 
-def _comparison_url(name: str, comparison: RunComparison, **params: str) -> str:
-    """A page of this comparison (the summary or the items), keeping its threshold overrides."""
+def _corrected(request: HtmxHttpRequest) -> bool:
+    return request.GET.get("corrected") == "1"
+
+
+def _comparison_url(
+    name: str, comparison: RunComparison, corrected: bool | None = None, /, **params: str
+) -> str:
+    """A page of this comparison (the summary or the items), keeping its threshold overrides and
+    corrections (`corrected` True or False switches them)."""
     query: dict[str, Any] = {"a": comparison.a.pk, "b": comparison.b.pk}
     query.update({f"threshold.{name}": repr(value) for name, value in comparison.overrides.items()})
     query.update({key: value for key, value in params.items() if value})
+    if comparison.corrected if corrected is None else corrected:
+        query["corrected"] = "1"
     return f"{reverse(name)}?{urlencode(query)}"
+
+
+def _corrections(
+    comparison: RunComparison, name: str, *, evaluator: str = "", change: str = "", sort: str = ""
+) -> dict[str, Any]:
+    """The judge / with human corrections toggle of a comparison page: the reviews of both runs, two links."""
+    reviews = Review.objects.filter(run_id__in={comparison.a.pk, comparison.b.pk}).count()
+    urls = {
+        key: _comparison_url(name, comparison, corrected, evaluator=evaluator, change=change, sort=sort)
+        for key, corrected in (("judge_url", False), ("corrected_url", True))
+    }
+    return {"show": comparison.corrected or reviews > 0, "reviews": reviews, **urls}
 
 
 def _items_url(comparison: RunComparison, **params: str) -> str:
@@ -94,10 +116,15 @@ def run_compare(request: HtmxHttpRequest) -> HttpResponse:
         "comparison": None,
     }
     if a is not None and b is not None:
-        comparison = runs_compare(a=a, b=b, thresholds=_overrides(request, a, b))
+        corrected = _corrected(request)
+        comparison = runs_compare(a=a, b=b, thresholds=_overrides(request, a, b), corrected=corrected)
         context["comparison"] = comparison
         context["comparison_sides"] = [("A", a), ("B", b)]
-        context["swap_url"] = f"{reverse('run_compare')}?a={b.pk}&b={a.pk}"
+        context["swap_url"] = f"{reverse('run_compare')}?a={b.pk}&b={a.pk}" + (
+            "&corrected=1" if corrected else ""
+        )
+        context["own_thresholds_url"] = f"?a={a.pk}&b={b.pk}" + ("&corrected=1" if corrected else "")
+        context["corrections"] = _corrections(comparison, "run_compare")
         context["item_links"] = {
             row.name: {
                 change: _items_url(comparison, evaluator=row.name, change=change) for change in ("", *CHANGES)
@@ -137,6 +164,7 @@ def run_compare_items(request: HtmxHttpRequest) -> HttpResponse:
             sort=sort,
             after=request.GET.get("after", "")[:100],
             thresholds=_overrides(request, a, b),
+            corrected=_corrected(request),
         )
     except CompareError as error:
         problems.append(str(error))
@@ -172,6 +200,9 @@ def run_compare_items(request: HtmxHttpRequest) -> HttpResponse:
             "change_noun": CHANGE_NOUNS[change],
             "sort": sort,
             "change": change,
+            "corrections": _corrections(
+                comparison, "run_compare_items", evaluator=row.name, change=change, sort=sort
+            ),
         }
     )
     return render(request, "dashboard/run_compare_items.html", context)

@@ -4,6 +4,10 @@ Statistics, item and export are read-only run views written once as `view(reques
 mounted for teammates (/runs/<pk>/...) and for share links (/s/<token>/...). Fetching an execution
 log writes to the database and calls the judge API, so it is for teammates only, and so is comparing
 two runs (a share link reaches exactly one run).
+
+Human corrections (`?corrected=1`) are for teammates: statistics and exports read reviewed scores as the
+reviewers said. A share link reads the judge's figures; its export carries each review's label and
+score, never who wrote it or what they wrote, and its item page says how a score was reviewed, not by whom.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from django.views.decorators.http import require_POST
 from dashboard.access import RunAccess, shared, team
 from dashboard.http import HtmxHttpRequest
 from evals.client import JudgeAPI, JudgeError
-from evals.models import Item
+from evals.models import Item, Review
 from evals.selectors import ResultsQuery, result_item, results_neighbours
 from evals.services.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
 from evals.services.runs import run_chain
@@ -41,6 +45,24 @@ def _link(access: RunAccess, name: str, *args: Any) -> str | None:
 
 def _latest(request: HtmxHttpRequest) -> bool:
     return request.GET.get("view") == "latest"
+
+
+def _corrected(request: HtmxHttpRequest, access: RunAccess) -> bool:
+    """`?corrected=1`: reviewed scores as the reviewers said. Teammates only (see the module's docstring)."""
+    return request.GET.get("corrected") == "1" and not access.read_only
+
+
+def _with_corrected(params: dict[str, str], corrected: bool) -> dict[str, str]:
+    return {**params, "corrected": "1"} if corrected else params
+
+
+def _toggle_urls(request: HtmxHttpRequest) -> dict[str, str]:
+    """This page as the judge gave it, and with human corrections: every other parameter stays."""
+    judge = request.GET.copy()
+    judge.pop("corrected", None)
+    corrected = judge.copy()
+    corrected["corrected"] = "1"
+    return {"judge": "?" + judge.urlencode(), "corrected": "?" + corrected.urlencode()}
 
 
 # --- Statistics --------------------------------------------------------------------------------------
@@ -137,7 +159,10 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     asked_slice = request.GET.get("slice", "").strip()
     columns = list(run.dataset.metadata_columns)
     slice_column = asked_slice if asked_slice in columns else None
-    statistics = run_statistics(run=run, latest=latest, thresholds=thresholds, slice_column=slice_column)
+    corrected = _corrected(request, access)
+    statistics = run_statistics(
+        run=run, latest=latest, thresholds=thresholds, slice_column=slice_column, corrected=corrected
+    )
     cards = [
         {
             "stats": stats,
@@ -149,10 +174,13 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
         }
         for index, stats in enumerate(statistics.evaluators, start=1)
     ]
-    # The same page at the run's own thresholds: the slice and the view stay, the overrides go.
+    # The same page at the run's own thresholds: the slice, the view and the corrections stay.
     kept = {"view": "latest"} if latest else {}
     if slice_column:
         kept["slice"] = slice_column
+    kept = _with_corrected(kept, corrected)
+    sliced = {"slice": slice_column} if slice_column else {}
+    export = _link(access, "export")
     return render(
         request,
         "dashboard/run_stats.html",
@@ -167,6 +195,24 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
             "url_thresholds": thresholds,
             "threshold_all": request.GET.get("threshold", ""),
             "own_thresholds_url": "?" + urlencode(kept),
+            "reset_url": "?" + urlencode(_with_corrected({"view": "latest"} if latest else {}, corrected)),
+            "view_urls": {
+                "run": "?" + urlencode(_with_corrected(sliced, corrected)),
+                "latest": "?" + urlencode(_with_corrected({"view": "latest", **sliced}, corrected)),
+            },
+            "export_urls": {
+                fmt: f"{export}?"
+                + urlencode(
+                    _with_corrected({"format": fmt, **({"view": "latest"} if latest else {})}, corrected)
+                )
+                for fmt in FORMATS
+            }
+            if export
+            else {},
+            "corrected": corrected,
+            # The toggle, for teammates, once someone has reviewed a score in view (or corrections are on).
+            "show_corrections": not access.read_only and (corrected or statistics.reviews > 0),
+            "toggle": _toggle_urls(request),
             "overrides": [
                 card
                 for card, stats in zip(cards, statistics.evaluators, strict=True)
@@ -217,6 +263,7 @@ def item_context(
         key=lambda score: (order.get(score.evaluator_name, len(order)), score.evaluator_name),
     )
     detail = item.log_detail if isinstance(item.log_detail, dict) else None
+    reviews = _item_reviews(access, item)
     verdicts = []
     for score in scores:
         # Pass or fail at the run's thresholds, as the statistics count it; none until they are learned.
@@ -227,11 +274,15 @@ def item_context(
         passed = None
         if threshold is not None and score.score is not None:
             passed = score.score >= threshold
+        own = reviews.get(score.evaluator_name, [])
         verdicts.append(
             {
                 "score": score,
                 "threshold": threshold,
                 "passed": passed,
+                # Newest first: the first is the review that counts (the most recently changed one).
+                "reviews": own,
+                "human": own[0] if own else None,
             }
         )
     missing = [name for name in item.run.evaluators if name not in {score.evaluator_name for score in scores}]
@@ -257,6 +308,7 @@ def item_context(
         "latest": latest,
         "is_retry_item": item.run_id != run.pk,
         "can_fetch": not access.read_only and bool(item.execution_log_id),
+        "review_url": _review_url(access, item),
         "log_url": reverse("run_item_log", args=[run.pk, item.pk]) + suffix if not access.read_only else None,
         "previous_url": item_link(previous_pk),
         "next_url": item_link(next_pk),
@@ -280,6 +332,38 @@ def item_context(
             ("System prompt", example.system_prompt),
         ],
     }
+
+
+def _item_reviews(access: RunAccess, item: Item) -> dict[str, list[dict[str, Any]]]:
+    """{evaluator: the item's reviews of its score, newest first}: the first is the review that counts
+    (as `evals.services.reviews.human_review` orders them). A share link gets the label, the corrected
+    score and how many reviewed it; never who, when or what they wrote."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for review in Review.objects.filter(item=item).order_by("-updated_at", "-id"):
+        found.setdefault(review.evaluator_name, []).append(
+            {"label": review.label, "passed": review.passed, "score": review.score}
+            if access.read_only
+            else {
+                "label": review.label,
+                "passed": review.passed,
+                "score": review.score,
+                "reviewer": review.reviewer_name,
+                "comment": review.comment,
+                "updated_at": review.updated_at,
+                "edited": review.updated_at != review.created_at,
+            }
+        )
+    return found
+
+
+def _review_url(access: RunAccess, item: Item) -> str | None:
+    """Review mode opened at this item (in its own run), for teammates; None while it is not mounted."""
+    if access.read_only:
+        return None
+    try:
+        return reverse("run_review", args=[item.run_id]) + f"?item={item.pk}"
+    except NoReverseMatch:
+        return None
 
 
 def run_item(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
@@ -335,7 +419,8 @@ def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> H
 def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
     """The run, or the results view its parameters describe, as CSV or JSON Lines, streamed.
 
-    Through a share link the export holds what the link shows: no hidden columns, no internal ids.
+    Through a share link the export holds what the link shows: no hidden columns, no internal ids, no
+    reviewers' names or comments. `?corrected=1` (teammates): each score with human corrections too.
     """
     fmt = request.GET.get("format", "csv") or "csv"
     if fmt not in FORMATS:
@@ -345,11 +430,12 @@ def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
     if not params.get("sort"):
         params["sort"] = "position"
     query = access.results_query(params)
+    corrected = _corrected(request, access)
     response = StreamingHttpResponse(
-        export_stream(access.run, query, fmt=fmt), content_type=CONTENT_TYPES[fmt]
+        export_stream(access.run, query, fmt=fmt, corrected=corrected), content_type=CONTENT_TYPES[fmt]
     )
     response["Content-Disposition"] = content_disposition_header(
-        True, export_filename(access.run, fmt, query=query)
+        True, export_filename(access.run, fmt, query=query, corrected=corrected)
     )
     return response
 

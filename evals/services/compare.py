@@ -17,6 +17,11 @@ Per evaluator, over the pairs where both items have a score, with d = score in B
 
 Each run's threshold is its own (Run.threshold_for); an override (URL or command line) applies to both.
 
+With human corrections (`corrected=True`) both sides read each reviewed score as the people said: the
+corrected score of the review that counts (the most recently changed one, `human_verdicts`) where it
+gave one, else the judge's; it passes when that review says pass. Reviews are few: each run's human
+verdicts are read once, in one query, and applied to the rows as they stream past.
+
 Both runs' items are read in pairing order, each with every shared evaluator's score, and merged in
 one streamed pass that sums as it goes and keeps only the largest drops (or one page of pairs):
 comparing two 100,000-item runs holds no list of items or scores in memory.
@@ -35,7 +40,8 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Collate
 
-from evals.models import Example, Item, Run, Score, turns_before_last_answer
+from evals.models import Example, Item, Review, Run, Score, turns_before_last_answer
+from evals.services.reviews import HumanVerdict, human_verdicts
 from evals.services.stats import MeanInterval, interval_from_deviations
 
 EPSILON = 1e-9
@@ -51,6 +57,7 @@ VERDICTS = {
     "same": "no significant difference",
     "insufficient": "not enough paired items",
 }
+CORRECTED = "with human corrections"
 
 
 class CompareError(ValueError):
@@ -105,6 +112,10 @@ class EvaluatorComparison:
     pass_to_fail: int
     fail_to_pass: int
     drops: list[Drop] = field(default_factory=list)
+    # With human corrections: the scored pairs whose A (or B) score carries a human verdict.
+    corrected: bool = False
+    reviewed_a: int = 0
+    reviewed_b: int = 0
 
     @property
     def threshold(self) -> float:
@@ -133,7 +144,7 @@ class EvaluatorComparison:
 
     @property
     def verdict(self) -> str:
-        return VERDICTS[self.direction]
+        return f"{VERDICTS[self.direction]}, {CORRECTED}" if self.corrected else VERDICTS[self.direction]
 
     @property
     def regression(self) -> bool:
@@ -161,6 +172,8 @@ class RunComparison:
     evaluators_only_b: list[str]
     overrides: dict[str, float]
     warnings: list[str]
+    # Both sides read with human corrections (reviewed scores as the people said).
+    corrected: bool = False
 
     @property
     def only_a(self) -> int:
@@ -187,13 +200,15 @@ def shared_evaluators(a: Run, b: Run) -> list[str]:
     return [name for name in a.evaluators if name in names_b]
 
 
-def runs_compare(*, a: Run, b: Run, thresholds: Mapping[str, float] | None = None) -> RunComparison:
+def runs_compare(
+    *, a: Run, b: Run, thresholds: Mapping[str, float] | None = None, corrected: bool = False
+) -> RunComparison:
     """Compare run B against run A (B - A: positive means B scored higher).
 
     `thresholds` are explicit overrides ({evaluator: value}, from the URL or the command line): they
-    replace both runs' own thresholds for that evaluator.
+    replace both runs' own thresholds for that evaluator. `corrected`: both sides with human corrections.
     """
-    return _compare(a, b, dict(thresholds or {}))
+    return _compare(a, b, dict(thresholds or {}), corrected=corrected)
 
 
 # --- The streamed merge ------------------------------------------------------------------------------
@@ -204,6 +219,10 @@ class SideRow(NamedTuple):
     item: int
     position: int
     scores: tuple[float | None, ...]  # one per shared evaluator, None when the item has no score
+    # With human corrections: the human label ("pass", "fail") per shared evaluator, None where unreviewed,
+    # and the judge's own scores (`scores` then holds the corrected ones).
+    labels: tuple[str | None, ...] = ()
+    judged: tuple[float | None, ...] = ()
 
 
 def _binary_collation() -> str:
@@ -212,8 +231,36 @@ def _binary_collation() -> str:
     return "C" if connection.vendor == "postgresql" else "BINARY"
 
 
-def _side_rows(run: Run, names: list[str], *, by_position: bool) -> Iterator[SideRow]:
-    """A run's items in pairing order, each with its score from every evaluator, a chunk at a time."""
+Verdicts = dict[tuple[int, str], HumanVerdict]
+
+
+def run_human_verdicts(run: Run) -> Verdicts:
+    """{(item id, evaluator): the human verdict} of every reviewed score of the run: a few rows."""
+    reviewed = Review.objects.filter(run=run).order_by().values_list("item_id", flat=True).distinct()
+    return human_verdicts(reviewed)
+
+
+def _corrected(row: SideRow, names: list[str], verdicts: Verdicts) -> SideRow:
+    """The row as the people said: each reviewed score's corrected value (else the judge's) and label."""
+    scores = list(row.scores)
+    labels: list[str | None] = [None] * len(names)
+    for index, name in enumerate(names):
+        verdict = verdicts.get((row.item, name))
+        if verdict is None:
+            continue
+        labels[index] = verdict.label
+        if verdict.score is not None:
+            scores[index] = verdict.score
+    return row._replace(scores=tuple(scores), labels=tuple(labels), judged=row.scores)
+
+
+def _side_rows(
+    run: Run, names: list[str], *, by_position: bool, verdicts: Verdicts | None = None
+) -> Iterator[SideRow]:
+    """A run's items in pairing order, each with its score from every evaluator, a chunk at a time.
+
+    With `verdicts` (human corrections), reviewed scores come as the people said.
+    """
     scores = {
         f"score_{index}": Subquery(
             Score.objects.filter(item=OuterRef("pk"), evaluator_name=name).values("score")[:1]
@@ -231,7 +278,8 @@ def _side_rows(run: Run, names: list[str], *, by_position: bool) -> Iterator[Sid
             .values_list("pair_key", "pk", "position", *scores)
         )
     for key, item_id, position, *values in rows.iterator(chunk_size=2_000):
-        yield SideRow(key, item_id, position, tuple(None if v is None else float(v) for v in values))
+        row = SideRow(key, item_id, position, tuple(None if v is None else float(v) for v in values))
+        yield _corrected(row, names, verdicts) if verdicts else row
 
 
 class _Merge:
@@ -286,8 +334,11 @@ class _Tally:
     The difference's variance is accumulated with Welford's method: one pass, no cancellation.
     """
 
-    def __init__(self, name: str, index: int, a: tuple[float, str], b: tuple[float, str]) -> None:
-        self.name, self.index = name, index
+    def __init__(
+        self, name: str, index: int, a: tuple[float, str], b: tuple[float, str], *, corrected: bool = False
+    ) -> None:
+        self.name, self.index, self.corrected = name, index, corrected
+        self.reviewed_a = self.reviewed_b = 0
         self.threshold_a, self.source_a = a
         self.threshold_b, self.source_b = b
         self.n = self.unscored = self.improved = self.regressed = 0
@@ -313,7 +364,12 @@ class _Tally:
             self.improved += 1
         elif change == "regressed":
             self.regressed += 1
-        a_passes, b_passes = score_a >= self.threshold_a, score_b >= self.threshold_b
+        label_a = row_a.labels[self.index] if row_a.labels else None
+        label_b = row_b.labels[self.index] if row_b.labels else None
+        self.reviewed_a += label_a is not None
+        self.reviewed_b += label_b is not None
+        a_passes = score_a >= self.threshold_a if label_a is None else label_a == "pass"
+        b_passes = score_b >= self.threshold_b if label_b is None else label_b == "pass"
         self.passed_a += a_passes
         self.passed_b += b_passes
         if a_passes and not b_passes:
@@ -347,6 +403,9 @@ class _Tally:
             pass_to_fail=self.pass_to_fail,
             fail_to_pass=self.fail_to_pass,
             drops=_drops(self.name, sorted(self.largest, reverse=True)),
+            corrected=self.corrected,
+            reviewed_a=self.reviewed_a,
+            reviewed_b=self.reviewed_b,
         )
 
 
@@ -355,6 +414,7 @@ def _compare(
     b: Run,
     overrides: dict[str, float],
     *,
+    corrected: bool = False,
     visit: Callable[[SideRow, SideRow], None] | None = None,
 ) -> RunComparison:
     names = shared_evaluators(a, b)
@@ -365,11 +425,15 @@ def _compare(
             index,
             a.threshold_for(name, override=overrides.get(name)),
             b.threshold_for(name, override=overrides.get(name)),
+            corrected=corrected,
         )
         for index, name in enumerate(names)
     ]
+    verdicts_a = run_human_verdicts(a) if corrected else None
+    verdicts_b = run_human_verdicts(b) if corrected else None
     merge = _Merge(
-        _side_rows(a, names, by_position=by_position), _side_rows(b, names, by_position=by_position)
+        _side_rows(a, names, by_position=by_position, verdicts=verdicts_a),
+        _side_rows(b, names, by_position=by_position, verdicts=verdicts_b),
     )
     for row_a, row_b in merge:
         for tally in tallies:
@@ -392,6 +456,7 @@ def _compare(
         evaluators_only_b=[name for name in b.evaluators if name not in set(a.evaluators)],
         overrides={name: value for name, value in overrides.items() if name in names},
         warnings=[],
+        corrected=corrected,
     )
     comparison.warnings.extend(_warnings(comparison))
     return comparison
@@ -549,6 +614,8 @@ def comparison_as_dict(comparison: RunComparison) -> dict[str, Any]:
                 "threshold_source_b": row.threshold_source_b,
                 "pass_to_fail": row.pass_to_fail,
                 "fail_to_pass": row.fail_to_pass,
+                "reviewed_a": row.reviewed_a,
+                "reviewed_b": row.reviewed_b,
             }
             for row in comparison.evaluators
         ],
@@ -556,6 +623,7 @@ def comparison_as_dict(comparison: RunComparison) -> dict[str, Any]:
         "evaluators_only_b": comparison.evaluators_only_b,
         "regression": comparison.regression,
         "warnings": comparison.warnings,
+        "corrected": comparison.corrected,
     }
 
 
@@ -569,6 +637,12 @@ class PairVerdict:
     score_b: float | None
     justification_a: str
     justification_b: str
+    # With human corrections: the human label on each side ("pass", "fail"), None where not reviewed,
+    # and the judge's own score where a reviewer corrected it (None where they did not).
+    label_a: str | None = None
+    label_b: str | None = None
+    judge_a: float | None = None
+    judge_b: float | None = None
 
     @property
     def difference(self) -> float | None:
@@ -630,11 +704,13 @@ def runs_compare_items(
     after: str = "",
     thresholds: Mapping[str, float] | None = None,
     page_size: int = PAGE_SIZE,
+    corrected: bool = False,
 ) -> ComparisonPage:
     """One page of the pairs scored by `evaluator` on both sides, filtered by their change, with the text.
 
     Sorted by A's row ("position") or by the size of the change, largest first ("change"). Pages are
     keyset pages (`after` is the last row's cursor): the pass keeps the next page_size + 1 pairs only.
+    `corrected`: both sides with human corrections, in the scores, the changes and the summary.
     """
     names = shared_evaluators(a, b)
     if evaluator not in names:
@@ -664,7 +740,7 @@ def runs_compare_items(
         if cursor is None or order > cursor:
             page.offer(order, (row_a, row_b))
 
-    comparison = _compare(a, b, dict(thresholds or {}), visit=visit)
+    comparison = _compare(a, b, dict(thresholds or {}), corrected=corrected, visit=visit)
     chosen = page.ascending()
     more = len(chosen) > page_size
     chosen = chosen[:page_size]
@@ -755,6 +831,10 @@ def _item_pairs(pairs: list[tuple[SideRow, SideRow]], names: list[str], chosen: 
                 score_b=row_b.scores[index],
                 justification_a=justifications.get((row_a.item, name), ""),
                 justification_b=justifications.get((row_b.item, name), ""),
+                label_a=row_a.labels[index] if row_a.labels else None,
+                label_b=row_b.labels[index] if row_b.labels else None,
+                judge_a=_judged_if_corrected(row_a, index),
+                judge_b=_judged_if_corrected(row_b, index),
             )
             for index, name in enumerate(names)
         ]
@@ -776,6 +856,12 @@ def _item_pairs(pairs: list[tuple[SideRow, SideRow]], names: list[str], chosen: 
             )
         )
     return rows
+
+
+def _judged_if_corrected(row: SideRow, index: int) -> float | None:
+    if not row.judged or row.judged[index] == row.scores[index]:
+        return None
+    return row.judged[index]
 
 
 _WORD = re.compile(r"\S+\s*")

@@ -12,6 +12,15 @@ reads "-0.5" is text and gets its `'`. JSON Lines is data, not a spreadsheet, an
 An export holds what its reader may see (`query.visibility`): through a share link that hides the text
 the text columns are left out (the rows never held it), and so are the justification columns unless the
 link shows them; a share link never gets the execution log ids.
+
+Reviews. When people reviewed scores of the run, each score carries the review that counts (the most
+recently changed one, `human_verdicts`): CSV columns `<name> human label`, `<name> human score`,
+`<name> reviewer`, `<name> review comment`; in JSON Lines a `review` object per score ({label, score,
+reviewer, comment, reviews}, null where nobody reviewed it). A run nobody reviewed exports exactly as
+before. Who reviewed and what they wrote go with the internal ids: a share link never gets them (its
+export keeps the human label and score). With `corrected` the file says so in its name and each score
+also carries its value with human corrections (`<name> corrected score`, `corrected_score`): the
+reviewer's corrected score where the review that counts gave one, else the judge's.
 """
 
 from __future__ import annotations
@@ -20,12 +29,15 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils.text import slugify
 
-from evals.models import Item, Run
+from evals.models import Item, Review, Run
 from evals.selectors import ALL, TEXT_FIELDS, ResultsQuery, Visibility, results_iter
+from evals.services.reviews import HumanVerdict, human_verdicts
+from evals.services.runs import run_chain
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
@@ -50,6 +62,15 @@ FIXED_COLUMNS = (
 )
 
 
+# Per evaluator, after its score and justification: the review that counts, when the run has reviews.
+REVIEW_COLUMNS = ("human label", "human score", "reviewer", "review comment")
+# ...and the score with human corrections, when asked for.
+CORRECTED_COLUMN = "corrected score"
+# What a share link may not see of a review: who wrote it, and what they wrote (it may quote the text).
+PRIVATE_REVIEW_COLUMNS = ("reviewer", "review comment")
+PRIVATE_REVIEW_KEYS = ("reviewer", "comment")
+
+
 class ExportError(ValueError):
     """An export that cannot be made as asked; the message is for the user."""
 
@@ -59,23 +80,40 @@ def neutralise(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
-def metadata_headers(run: Run, evaluators: list[str]) -> list[tuple[str, str]]:
+def evaluator_headers(name: str, *, reviews: bool = False, corrected: bool = False) -> list[str]:
+    """One evaluator's columns: score and justification, then the corrected score and the review."""
+    headers = [f"{name} score", f"{name} justification"]
+    if corrected:
+        headers.append(f"{name} {CORRECTED_COLUMN}")
+    if reviews:
+        headers += [f"{name} {column}" for column in REVIEW_COLUMNS]
+    return headers
+
+
+def metadata_headers(
+    run: Run, evaluators: list[str], *, reviews: bool = False, corrected: bool = False
+) -> list[tuple[str, str]]:
     """(metadata column, CSV header): the column's own name unless it would clash with another header."""
     taken = set(FIXED_COLUMNS)
     for name in evaluators:
-        taken.update({f"{name} score", f"{name} justification"})
+        taken.update(evaluator_headers(name, reviews=reviews, corrected=corrected))
     return [
         (column, f"metadata.{column}" if column in taken else column)
         for column in run.dataset.metadata_columns
     ]
 
 
-def export_headers(run: Run, visibility: Visibility = ALL) -> list[str]:
+def export_headers(
+    run: Run, visibility: Visibility = ALL, *, reviews: bool = False, corrected: bool = False
+) -> list[str]:
+    """The CSV header; `reviews`: the run has reviews (their columns), `corrected`: the corrected scores."""
     evaluators = list(run.evaluators)
     headers = list(FIXED_COLUMNS)
-    headers += [header for _, header in metadata_headers(run, evaluators)]
+    headers += [
+        header for _, header in metadata_headers(run, evaluators, reviews=reviews, corrected=corrected)
+    ]
     for name in evaluators:
-        headers += [f"{name} score", f"{name} justification"]
+        headers += evaluator_headers(name, reviews=reviews, corrected=corrected)
     hidden = hidden_columns(run, visibility)
     return [header for header in headers if header not in hidden]
 
@@ -90,6 +128,8 @@ def hidden_columns(run: Run, visibility: Visibility) -> set[str]:
         hidden.update((*TEXT_FIELDS, "key"))
     if not visibility.internal_ids:
         hidden.add("execution_log_id")
+        # Who reviewed goes with who started the run: a share link sees neither, nor the comments.
+        hidden.update(f"{name} {column}" for name in run.evaluators for column in PRIVATE_REVIEW_COLUMNS)
     if not visibility.justifications:
         hidden.update(f"{name} justification" for name in run.evaluators)
     return hidden
@@ -105,13 +145,22 @@ def _visible(record: dict[str, Any], visibility: Visibility) -> dict[str, Any]:
     ]
     for key in hidden:
         record.pop(key, None)
-    if not visibility.justifications:
-        for verdict in record["scores"].values():
+    for verdict in record["scores"].values():
+        if not visibility.justifications:
             verdict.pop("justification", None)
+        if not visibility.internal_ids and verdict.get("review"):
+            for key in PRIVATE_REVIEW_KEYS:
+                verdict["review"].pop(key, None)
     return record
 
 
-def export_filename(run: Run, fmt: str, *, query: ResultsQuery | None = None) -> str:
+def export_has_reviews(run: Run, query: ResultsQuery) -> bool:
+    """Whether any item the export may hold was reviewed (across the retries in the latest-verdict view)."""
+    runs = run_chain(run) if query.latest else [run.pk]
+    return Review.objects.filter(run_id__in=runs).exists()
+
+
+def export_filename(run: Run, fmt: str, *, query: ResultsQuery | None = None, corrected: bool = False) -> str:
     """A file name safe in any Content-Disposition header and any file system: ASCII, no quotes."""
     slug = slugify(run.name)[:60].strip("-")
     parts = ["docket-run", str(run.pk)]
@@ -121,10 +170,32 @@ def export_filename(run: Run, fmt: str, *, query: ResultsQuery | None = None) ->
         parts.append("filtered")
     if query is not None and query.latest:
         parts.append("latest")
+    if corrected:
+        parts.append("corrected")
     return "-".join(parts) + f".{fmt}"
 
 
-def _record(item: Item, evaluators: list[str], metadata: list[tuple[str, str]]) -> dict[str, Any]:
+def _review(verdict: HumanVerdict | None) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    return {
+        "label": verdict.label,
+        "score": verdict.score,
+        "reviewer": verdict.reviewer,
+        "comment": verdict.comment,
+        "reviews": verdict.reviews,
+    }
+
+
+def _record(
+    item: Item,
+    evaluators: list[str],
+    metadata: list[tuple[str, str]],
+    *,
+    verdicts: dict[tuple[int, str], HumanVerdict] | None = None,
+    corrected: bool = False,
+) -> dict[str, Any]:
+    """One item as a JSON Lines record; `verdicts` (the run has reviews): each score's review too."""
     example = item.example
     scores = {score.evaluator_name: score for score in item.scores.all()}
     # Prefetched scores point back at their item: a reference cycle that only the garbage collector
@@ -145,14 +216,29 @@ def _record(item: Item, evaluators: list[str], metadata: list[tuple[str, str]]) 
         "error": item.error_message,
         "execution_log_id": item.execution_log_id,
         "metadata": {column: (example.metadata or {}).get(column) for column, _ in metadata},
-        "scores": {
-            name: {
-                "score": scores[name].score if name in scores else None,
-                "justification": scores[name].justification if name in scores else "",
-            }
-            for name in names
-        },
+        "scores": {name: _verdict(item, name, scores, verdicts, corrected=corrected) for name in names},
     }
+
+
+def _verdict(
+    item: Item,
+    name: str,
+    scores: dict[str, Any],
+    verdicts: dict[tuple[int, str], HumanVerdict] | None,
+    *,
+    corrected: bool,
+) -> dict[str, Any]:
+    score = scores[name].score if name in scores else None
+    entry: dict[str, Any] = {
+        "score": score,
+        "justification": scores[name].justification if name in scores else "",
+    }
+    verdict = verdicts.get((item.pk, name)) if verdicts is not None else None
+    if corrected:
+        entry["corrected_score"] = verdict.score if verdict and verdict.score is not None else score
+    if verdicts is not None:
+        entry["review"] = _review(verdict)
+    return entry
 
 
 def _csv_cell(value: Any) -> Any:
@@ -167,7 +253,14 @@ def _csv_cell(value: Any) -> Any:
     return neutralise(str(value))
 
 
-def _csv_row(record: dict[str, Any], evaluators: list[str], metadata: list[tuple[str, str]]) -> list[Any]:
+def _csv_row(
+    record: dict[str, Any],
+    evaluators: list[str],
+    metadata: list[tuple[str, str]],
+    *,
+    reviews: bool = False,
+    corrected: bool = False,
+) -> list[Any]:
     row: list[Any] = [
         record["position"],
         _csv_cell(record["key"]),
@@ -187,43 +280,91 @@ def _csv_row(record: dict[str, Any], evaluators: list[str], metadata: list[tuple
         verdict = record["scores"].get(name) or {}
         row.append(_csv_cell(verdict.get("score")))
         row.append(_csv_cell(verdict.get("justification", "")))
+        if corrected:
+            row.append(_csv_cell(verdict.get("corrected_score")))
+        if reviews:
+            review = verdict.get("review") or {}
+            row += [_csv_cell(review.get(key)) for key in ("label", "score", "reviewer", "comment")]
     return row
 
 
-def export_stream(run: Run, query: ResultsQuery, *, fmt: str) -> Iterator[str]:
-    """The export as pieces of text, produced as they are read: hand it to a streaming response."""
+def export_stream(run: Run, query: ResultsQuery, *, fmt: str, corrected: bool = False) -> Iterator[str]:
+    """The export as pieces of text, produced as they are read: hand it to a streaming response.
+
+    `corrected`: each score also with human corrections (and the file name says so: `export_filename`).
+    """
     if fmt not in FORMATS:
         raise ExportError(f'Unknown format "{fmt}": choose csv or jsonl.')
     evaluators = list(run.evaluators)
-    metadata = metadata_headers(run, evaluators)
-    return (
-        _csv_stream(run, query, evaluators, metadata) if fmt == "csv" else _jsonl_stream(run, query, metadata)
+    reviews = export_has_reviews(run, query)
+    shape = _Shape(
+        evaluators=evaluators,
+        metadata=metadata_headers(run, evaluators, reviews=reviews, corrected=corrected),
+        reviews=reviews,
+        corrected=corrected,
     )
+    return _csv_stream(run, query, shape) if fmt == "csv" else _jsonl_stream(run, query, shape)
 
 
-def _csv_stream(
-    run: Run, query: ResultsQuery, evaluators: list[str], metadata: list[tuple[str, str]]
-) -> Iterator[str]:
+@dataclass(frozen=True)
+class _Shape:
+    """What each record holds: the run's evaluators and metadata columns, the reviews, the corrected scores."""
+
+    evaluators: list[str]
+    metadata: list[tuple[str, str]]
+    reviews: bool
+    corrected: bool
+
+
+def _records(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[dict[str, Any]]:
+    """The view's items as records, in order; with reviews, a chunk of items shares one query for them."""
+    items = results_iter(run, query)
+    if not shape.reviews and not shape.corrected:
+        for item in items:
+            yield _record(item, shape.evaluators, shape.metadata)
+        return
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= ROWS_PER_CHUNK:
+            yield from _chunk_records(chunk, shape)
+            chunk = []
+    yield from _chunk_records(chunk, shape)
+
+
+def _chunk_records(items: list[Item], shape: _Shape) -> Iterator[dict[str, Any]]:
+    verdicts = human_verdicts(item.pk for item in items) if shape.reviews and items else {}
+    for item in items:
+        yield _record(
+            item,
+            shape.evaluators,
+            shape.metadata,
+            verdicts=verdicts if shape.reviews else None,
+            corrected=shape.corrected,
+        )
+
+
+def _csv_stream(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    headers = export_headers(run)
+    headers = export_headers(run, reviews=shape.reviews, corrected=shape.corrected)
     hidden = hidden_columns(run, query.visibility)
     kept = [index for index, header in enumerate(headers) if header not in hidden]
     writer.writerow([neutralise(headers[index]) for index in kept])
-    for rows, item in enumerate(results_iter(run, query), start=1):
-        row = _csv_row(_record(item, evaluators, metadata), evaluators, metadata)
+    for rows, record in enumerate(_records(run, query, shape), start=1):
+        row = _csv_row(
+            record, shape.evaluators, shape.metadata, reviews=shape.reviews, corrected=shape.corrected
+        )
         writer.writerow([row[index] for index in kept])
         if rows % ROWS_PER_CHUNK == 0:
             yield _drain(buffer)
     yield _drain(buffer)
 
 
-def _jsonl_stream(run: Run, query: ResultsQuery, metadata: list[tuple[str, str]]) -> Iterator[str]:
-    evaluators = list(run.evaluators)
+def _jsonl_stream(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[str]:
     pieces: list[str] = []
-    for item in results_iter(run, query):
-        record = _visible(_record(item, evaluators, metadata), query.visibility)
-        pieces.append(json.dumps(record, ensure_ascii=False) + "\n")
+    for record in _records(run, query, shape):
+        pieces.append(json.dumps(_visible(record, query.visibility), ensure_ascii=False) + "\n")
         if len(pieces) >= ROWS_PER_CHUNK:
             yield "".join(pieces)
             pieces = []

@@ -63,7 +63,7 @@ def bootstrap(
     count = len(units)
     values = []
     for _ in range(resamples):
-        sample = [units[generator.randrange(count)] for _ in range(count)]
+        sample = generator.choices(units, k=count)
         value = statistic(sample)
         if value is not None:
             values.append(value)

@@ -15,6 +15,17 @@ Formulas (n scores x_1..x_n of one evaluator):
 The threshold of each evaluator is the run's own (`Run.threshold_for`): learned once from the judge's
 execution log when the run's first item completed, never from logs fetched later; a threshold asked
 for in the URL is an override, and says so.
+
+With human corrections (`corrected=True`) a reviewed score counts as the people said: its value is the
+corrected score of the review that counts (`evals.services.reviews`: the most recently changed one)
+where that review gave one, else the judge's; it passes when that review says pass, whatever the
+number. Unreviewed scores count as the judge gave them. Every figure follows: mean, interval, median,
+range, histogram, pass rate and slices. The same aggregates run over two annotations (a correlated
+subquery per score, on the reviews' (item, evaluator) index); without corrections the queries are the
+plain ones over the scores' index.
+
+How many scores people reviewed, and how many of the judge's verdicts they turned over, are counted
+from the reviews (a few hundred rows, not the run's scores), in either mode.
 """
 
 from __future__ import annotations
@@ -28,8 +39,9 @@ from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, QuerySet, S
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from evals.models import Run, Score
-from evals.services.runs import run_items_merged
+from evals.models import Review, Run, Score
+from evals.services.reviews import corrected_value, human_label, human_verdicts
+from evals.services.runs import run_chain, run_items_merged
 
 HISTOGRAM_BINS = 10
 SLICE_LIMIT = 30
@@ -215,6 +227,13 @@ class EvaluatorStats:
     bins: list[Bin]
     slices: list[SliceRow] = field(default_factory=list)
     slice_values: int = 0
+    # Scores with a human verdict, the reviews behind them (several people may review one score), and
+    # the verdicts the people turned over at `threshold` (pass where the judge failed it, or fail).
+    reviewed: int = 0
+    reviews: int = 0
+    changed: int = 0
+    # True: the figures above read each reviewed score as the people said (see the module's docstring).
+    corrected: bool = False
 
     @property
     def n(self) -> int:
@@ -240,6 +259,12 @@ class RunStatistics:
     items: int
     evaluators: list[EvaluatorStats]
     slice_column: str | None
+    corrected: bool = False
+
+    @property
+    def reviews(self) -> int:
+        """Reviews of the scores in view, every evaluator together."""
+        return sum(stats.reviews for stats in self.evaluators)
 
 
 def thresholds_from_params(params: Mapping[str, Any], evaluators: Iterable[str]) -> dict[str, float]:
@@ -279,18 +304,24 @@ def run_statistics(
     latest: bool = False,
     thresholds: Mapping[str, float] | None = None,
     slice_column: str | None = None,
+    corrected: bool = False,
 ) -> RunStatistics:
     """Per evaluator statistics of a run at the run's own thresholds; `thresholds` (from the URL) override them.
 
     With `latest`, the run's thresholds also judge the verdicts of its retries (same judge, same version).
+    With `corrected`, reviewed scores count as the people said (the module's docstring says how).
     """
     thresholds = dict(thresholds or {})
     items = run_items_merged(run).count() if latest else run.total_count
     if slice_column is not None and slice_column not in run.dataset.metadata_columns:
         slice_column = None
+    chosen = {name: run.threshold_for(name, override=thresholds.get(name)) for name in run.evaluators}
+    tallies = review_tallies(
+        run, latest=latest, thresholds={name: threshold for name, (threshold, _) in chosen.items()}
+    )
     evaluators = []
     for name in run.evaluators:
-        threshold, source = run.threshold_for(name, override=thresholds.get(name))
+        threshold, source = chosen[name]
         evaluators.append(
             evaluator_statistics(
                 run,
@@ -300,11 +331,61 @@ def run_statistics(
                 threshold_source=source,
                 items=items,
                 slice_column=slice_column,
+                corrected=corrected,
+                tally=tallies.get(name),
             )
         )
     return RunStatistics(
-        run=run, latest=latest, items=items, evaluators=evaluators, slice_column=slice_column
+        run=run,
+        latest=latest,
+        items=items,
+        evaluators=evaluators,
+        slice_column=slice_column,
+        corrected=corrected,
     )
+
+
+@dataclass(frozen=True)
+class ReviewTally:
+    """One evaluator's scores with a human verdict, the reviews behind them, and the verdicts turned over."""
+
+    reviewed: int = 0
+    reviews: int = 0
+    changed: int = 0
+
+
+def review_tallies(run: Run, *, latest: bool, thresholds: Mapping[str, float]) -> dict[str, ReviewTally]:
+    """{evaluator: its ReviewTally} over the scores in view, judged at `thresholds` ({evaluator: value}).
+
+    Read from the reviews and the scores they name, never from every score of the run.
+    """
+    runs = run_chain(run) if latest else [run.pk]
+    reviewed_items = Review.objects.filter(run_id__in=runs).order_by().values_list("item_id", flat=True)
+    if latest:
+        # A review of a row that a later retry judged again stays with the item it reviewed: out of view.
+        item_ids = list(run_items_merged(run).filter(pk__in=reviewed_items).values_list("pk", flat=True))
+    else:
+        item_ids = list(reviewed_items.distinct())
+    if not item_ids:
+        return {}
+    judged = {
+        (item_id, name): score
+        for item_id, name, score in Score.objects.filter(
+            item_id__in=item_ids, evaluator_name__in=list(thresholds), score__isnull=False
+        ).values_list("item_id", "evaluator_name", "score")
+        if score is not None
+    }
+    counts: dict[str, list[int]] = {}
+    for key, verdict in human_verdicts(item_ids).items():
+        score = judged.get(key)
+        if score is None:
+            continue
+        name = key[1]
+        tally = counts.setdefault(name, [0, 0, 0])
+        tally[0] += 1
+        tally[1] += verdict.reviews
+        tally[2] += verdict.passed != (score >= thresholds[name])
+    return {name: ReviewTally(*numbers) for name, numbers in counts.items()}
 
 
 def evaluator_statistics(
@@ -316,8 +397,17 @@ def evaluator_statistics(
     threshold_source: str = "default",
     items: int | None = None,
     slice_column: str | None = None,
+    corrected: bool = False,
+    tally: ReviewTally | None = None,
 ) -> EvaluatorStats:
     scores = run_scores(run, name, latest=latest)
+    value = "score"
+    passes = Q(score__gte=threshold)
+    if corrected:
+        # The value a reviewed score counts with, and the label of the review that counts (NULL: none).
+        scores = scores.annotate(shown_score=corrected_value(), human_verdict=human_label())
+        value = "shown_score"
+        passes = Q(human_verdict="pass") | Q(human_verdict__isnull=True, shown_score__gte=threshold)
     # Edges as i / 10, never i * 0.1: 6 * 0.1 is 0.6000000000000001, which would put 0.6 in the bin below.
     edges = [index / HISTOGRAM_BINS for index in range(HISTOGRAM_BINS + 1)]
     bins_wanted: dict[str, Any] = {}
@@ -325,24 +415,24 @@ def evaluator_statistics(
         # The first and last bins also take anything outside [0, 1]; the last one includes 1.0.
         condition = Q()
         if index > 0:
-            condition &= Q(score__gte=edges[index])
+            condition &= Q(**{f"{value}__gte": edges[index]})
         if index < HISTOGRAM_BINS - 1:
-            condition &= Q(score__lt=edges[index + 1])
+            condition &= Q(**{f"{value}__lt": edges[index + 1]})
         bins_wanted[f"bin{index}"] = Count("pk", filter=condition) if condition else Count("pk")
     # One pass over the index range of (run, evaluator): every number below but the median.
     totals = scores.aggregate(
         n=Count("pk"),
-        total=Sum("score"),
-        minimum=Min("score"),
-        maximum=Max("score"),
-        passed=Count("pk", filter=Q(score__gte=threshold)),
+        total=Sum(value),
+        minimum=Min(value),
+        maximum=Max(value),
+        passed=Count("pk", filter=passes),
         **bins_wanted,
     )
     n = int(totals["n"] or 0)
     mean = float(totals["total"] or 0.0) / n if n else 0.0
     # A second pass for Σ(x - x̄)²: exact where Σx² - n·x̄² would lose digits to cancellation.
     squared = (
-        scores.aggregate(ss=Sum((F("score") - mean) * (F("score") - mean), output_field=FloatField()))["ss"]
+        scores.aggregate(ss=Sum((F(value) - mean) * (F(value) - mean), output_field=FloatField()))["ss"]
         if n > 1
         else 0.0
     )
@@ -355,11 +445,12 @@ def evaluator_statistics(
     slices: list[SliceRow] = []
     slice_values = 0
     if slice_column:
-        slices, slice_values = _slices(scores, slice_column, threshold=threshold)
+        slices, slice_values = _slices(scores, slice_column, value=value, passes=passes)
+    tally = tally or ReviewTally()
     return EvaluatorStats(
         name=name,
         interval=interval,
-        median=_median(scores, n),
+        median=_median(scores, n, value=value),
         minimum=totals["minimum"],
         maximum=totals["maximum"],
         threshold=threshold,
@@ -369,14 +460,21 @@ def evaluator_statistics(
         bins=bins,
         slices=slices,
         slice_values=slice_values,
+        reviewed=tally.reviewed,
+        reviews=tally.reviews,
+        changed=tally.changed,
+        corrected=corrected,
     )
 
 
-def _median(scores: QuerySet[Score], n: int) -> float | None:
-    """Read by position along the (run, evaluator, score) index: one or two values, never the whole list."""
+def _median(scores: QuerySet[Score], n: int, *, value: str = "score") -> float | None:
+    """Read by position along the (run, evaluator, score) index: one or two values, never the whole list.
+
+    (Corrected values are not in any index: the database sorts them, once.)
+    """
     if n == 0:
         return None
-    ordered = scores.order_by("score").values_list("score", flat=True)
+    ordered = scores.order_by(value).values_list(value, flat=True)
     middle = (n - 1) // 2
     values = [float(value) for value in ordered[middle : middle + (1 if n % 2 else 2)] if value is not None]
     if not values:
@@ -384,15 +482,17 @@ def _median(scores: QuerySet[Score], n: int) -> float | None:
     return sum(values) / len(values)
 
 
-def _slices(scores: QuerySet[Score], column: str, *, threshold: float) -> tuple[list[SliceRow], int]:
+def _slices(
+    scores: QuerySet[Score], column: str, *, value: str = "score", passes: Q
+) -> tuple[list[SliceRow], int]:
     """n, mean and passes per value of a metadata column, worst mean first (at most SLICE_LIMIT values)."""
     grouped = (
         scores.annotate(slice_value=KeyTextTransform(column, "item__example__metadata"))
         .values("slice_value")
         .annotate(
             n=Count("pk"),
-            mean=Avg(Cast("score", FloatField())),
-            passed=Count("pk", filter=Q(score__gte=threshold)),
+            mean=Avg(Cast(value, FloatField())),
+            passed=Count("pk", filter=passes),
         )
         .order_by("mean", "slice_value")
     )

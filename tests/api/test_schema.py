@@ -19,7 +19,7 @@ from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 
-# The contract's operations (issue 12), written out rather than read from OPERATIONS, so
+# The contract's operations (issues 12 and 13), written out rather than read from OPERATIONS, so
 # dropping a line from the table (or an endpoint from a router) fails here.
 CONTRACT = {
     "GET /judges/",
@@ -42,6 +42,12 @@ CONTRACT = {
     "GET /runs/{}/share-links/",
     "POST /runs/{}/share-links/",
     "DELETE /runs/{}/share-links/{}/",
+    # Issue 13: human review and calibration.
+    "GET /runs/{}/reviews/",
+    "POST /runs/{}/reviews/",
+    "GET /runs/{}/calibration/",
+    "GET /runs/{}/reviews/export.csv",
+    "GET /runs/{}/reviews/export.jsonl",
 }
 
 

@@ -77,6 +77,16 @@ def test_api_routes_answer_anonymous_visitors_401(client: Client, route: str) ->
     assert response["Content-Type"] == "application/problem+json"
 
 
+def test_the_review_and_calibration_api_routes_are_among_those_checked() -> None:
+    # API_ROUTES is read from the URL map: this fails if the reviews router is not mounted.
+    assert {
+        "api/v1/runs/<int:run_id>/reviews/",
+        "api/v1/runs/<int:run_id>/reviews/export.csv",
+        "api/v1/runs/<int:run_id>/reviews/export.jsonl",
+        "api/v1/runs/<int:run_id>/calibration/",
+    } <= set(API_ROUTES)
+
+
 def test_the_url_map_has_private_pages() -> None:
     assert {"runs/", "datasets/", "judges/"} <= set(PRIVATE_ROUTES)
 

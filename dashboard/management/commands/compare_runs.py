@@ -1,6 +1,6 @@
 """Compare run B against run A from the command line: the CI gate against a baseline.
 
-    manage.py compare_runs A B [--json] [--fail-on-regression] [--threshold X]
+    manage.py compare_runs A B [--json] [--fail-on-regression] [--threshold X] [--corrected]
 
 Per evaluator: pairs, means, the mean difference B - A with its paired 95% interval, and how many items
 improved, regressed or stayed the same. Exit status: 0; 1 with --fail-on-regression when an evaluator's
@@ -55,6 +55,11 @@ class Command(BaseCommand):
             "--threshold",
             help="One pass threshold for both runs and every evaluator, instead of each run's own.",
         )
+        parser.add_argument(
+            "--corrected",
+            action="store_true",
+            help="Compare both runs with human corrections (reviewed scores as the reviewers said).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         a, b = self.find_run(options["a"], "A"), self.find_run(options["b"], "B")
@@ -66,7 +71,7 @@ class Command(BaseCommand):
                     f'--threshold must be a number, not "{options["threshold"]}".', returncode=2
                 )
             overrides = dict.fromkeys(shared_evaluators(a, b), threshold)
-        comparison = runs_compare(a=a, b=b, thresholds=overrides)
+        comparison = runs_compare(a=a, b=b, thresholds=overrides, corrected=options["corrected"])
         if options["json"]:
             self.stdout.write(json.dumps(comparison_as_dict(comparison), indent=2, ensure_ascii=False))
         else:

@@ -1,6 +1,6 @@
 """Export a run's results, the same columns as the run page's export, streamed to a file or standard output.
 
-    python manage.py export_run RUN_ID [--format csv|jsonl] [--output PATH]
+    python manage.py export_run RUN_ID [--format csv|jsonl] [--output PATH] [--corrected]
 
 Rows are in position order, every item of the run. A bad run id, format or output path is one line
 on standard error and exit status 2.
@@ -31,6 +31,9 @@ class Command(BaseCommand):
         # Checked in handle() rather than with `choices`, for one clear sentence and exit status 2.
         parser.add_argument("--format", default="csv", help="csv (the default) or jsonl.")
         parser.add_argument("--output", default="", help="Write to this file instead of standard output.")
+        parser.add_argument(
+            "--corrected", action="store_true", help="Add each score's value with human corrections."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         raw_id = str(options["run_id"]).strip()
@@ -43,7 +46,7 @@ class Command(BaseCommand):
         if run is None:
             self._fail(f"There is no run {raw_id}.")
         query = ResultsQuery.from_params(QueryDict("sort=position"), run=run)
-        chunks = export_stream(run, query, fmt=fmt)
+        chunks = export_stream(run, query, fmt=fmt, corrected=options["corrected"])
         output = options["output"]
         if not output:
             self._write(chunks, self.stdout)
