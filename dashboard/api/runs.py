@@ -505,15 +505,19 @@ def list_items(
     return {"items": [_item(item, order) for item in page.rows], "next_cursor": page.next_cursor}
 
 
-def _export(request: HttpRequest, run_id: int, fmt: str) -> StreamingHttpResponse:
+def _export(request: HttpRequest, run_id: int, fmt: str, *, corrected: bool) -> StreamingHttpResponse:
     run = _run(run_id, "dataset")
     params = request.GET.copy()
     # As the page's export: without a sort of its own an export is in row order.
     if not params.get("sort"):
         params["sort"] = "position"
     query = ResultsQuery.from_params(params, run=run)
-    response = StreamingHttpResponse(export_stream(run, query, fmt=fmt), content_type=CONTENT_TYPES[fmt])
-    response["Content-Disposition"] = content_disposition_header(True, export_filename(run, fmt, query=query))
+    response = StreamingHttpResponse(
+        export_stream(run, query, fmt=fmt, corrected=corrected), content_type=CONTENT_TYPES[fmt]
+    )
+    response["Content-Disposition"] = content_disposition_header(
+        True, export_filename(run, fmt, query=query, corrected=corrected)
+    )
     return response
 
 
@@ -531,9 +535,12 @@ def _streamed(media_type: str, what: str) -> dict[str, Any]:
     openapi_extra=_streamed("text/csv", "One row per item, streamed; the same columns as the page's export."),
     summary="Export a run as CSV",
 )
-def export_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    """The results view the query string describes (the items' filters and sort; default: row order)."""
-    return _export(request, run_id, "csv")
+def export_csv(request: HttpRequest, run_id: int, corrected: bool = False) -> StreamingHttpResponse:
+    """The results view the query string describes (the items' filters and sort; default: row order).
+
+    A reviewed run's export carries each score's review; `corrected` adds the score with human corrections.
+    """
+    return _export(request, run_id, "csv", corrected=corrected)
 
 
 @router.get(
@@ -542,6 +549,9 @@ def export_csv(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
     openapi_extra=_streamed("application/x-ndjson", "One JSON object per item and line, streamed."),
     summary="Export a run as JSON Lines",
 )
-def export_jsonl(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
-    """The results view the query string describes (the items' filters and sort; default: row order)."""
-    return _export(request, run_id, "jsonl")
+def export_jsonl(request: HttpRequest, run_id: int, corrected: bool = False) -> StreamingHttpResponse:
+    """The results view the query string describes (the items' filters and sort; default: row order).
+
+    A reviewed run's export carries each score's review; `corrected` adds the score with human corrections.
+    """
+    return _export(request, run_id, "jsonl", corrected=corrected)

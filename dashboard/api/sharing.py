@@ -66,6 +66,8 @@ class CompareEvaluator(Schema):
     threshold_source_b: str
     pass_to_fail: int
     fail_to_pass: int
+    reviewed_a: int = Field(0, description="Pairs whose A score carries a human review (with `corrected`).")
+    reviewed_b: int = Field(0, description="Pairs whose B score carries a human review (with `corrected`).")
 
 
 class CompareOut(Schema):
@@ -80,6 +82,9 @@ class CompareOut(Schema):
     evaluators_only_a: list[str]
     evaluators_only_b: list[str]
     regression: bool = Field(description="Some evaluator's row has regression true.")
+    corrected: bool = Field(
+        description="Both runs were read with human corrections (the `corrected` parameter)."
+    )
     warnings: list[str]
 
 
@@ -103,11 +108,14 @@ def _compared_run(raw: str, field: str) -> Run:
 
 
 @router.get("/compare/", response={200: CompareOut, **errors(404, 422)}, url_name="compare")
-def compare(request: HttpRequest, a: str, b: str, threshold: float | None = None) -> dict[str, object]:
+def compare(
+    request: HttpRequest, a: str, b: str, threshold: float | None = None, corrected: bool = False
+) -> dict[str, object]:
     """Run B against run A, evaluator by evaluator (B - A: positive means B scored higher).
 
     `threshold` replaces both runs' own pass thresholds for every shared evaluator, as
-    `compare_runs --threshold` does.
+    `compare_runs --threshold` does. `corrected` reads both runs with human corrections: a reviewed
+    score counts as its latest review says (as `compare_runs --corrected` and the page's toggle).
     """
     run_a, run_b = _compared_run(a, "a"), _compared_run(b, "b")
     overrides: dict[str, float] = {}
@@ -119,7 +127,7 @@ def compare(request: HttpRequest, a: str, b: str, threshold: float | None = None
                 errors=[{"field": "threshold", "message": "not a finite number"}],
             )
         overrides = dict.fromkeys(shared_evaluators(run_a, run_b), threshold)
-    return comparison_as_dict(runs_compare(a=run_a, b=run_b, thresholds=overrides))
+    return comparison_as_dict(runs_compare(a=run_a, b=run_b, thresholds=overrides, corrected=corrected))
 
 
 # --- Share links --------------------------------------------------------------------------------------

@@ -380,3 +380,25 @@ def test_the_schema_documents_both_answers_of_posting_a_review(client: Client) -
     body = document["components"]["schemas"]["ReviewIn"]
     assert body["additionalProperties"] is False
     assert set(body["required"]) == {"position", "evaluator", "label"}
+
+
+def test_compare_and_exports_take_corrected() -> None:
+    a = build_run({"Politeness": [0.8, 0.8]}, thresholds={"Politeness": 0.5})
+    b = build_run(
+        {"Politeness": [0.8, 0.8]}, dataset=a.dataset, judge=a.judge, thresholds={"Politeness": 0.5}
+    )
+    rita = person("rita")
+    review(b, 1, "Politeness", rita, "fail", score=0.1)
+    reader = client_of(rita, ApiToken.Scope.READ)
+
+    judge = reader.get(f"/api/v1/compare/?a={a.pk}&b={b.pk}").json()
+    corrected = reader.get(f"/api/v1/compare/?a={a.pk}&b={b.pk}&corrected=true").json()
+    assert (judge["corrected"], judge["evaluators"][0]["pass_to_fail"]) == (False, 0)
+    assert (corrected["corrected"], corrected["evaluators"][0]["pass_to_fail"]) == (True, 1)
+    assert corrected["evaluators"][0]["reviewed_b"] == 1
+
+    response = reader.get(f"/api/v1/runs/{b.pk}/export.csv?corrected=true")
+    assert "corrected" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert [row["Politeness corrected score"] for row in rows] == ["0.1", "0.8"]
+    assert [row["Politeness human label"] for row in rows] == ["fail", ""]

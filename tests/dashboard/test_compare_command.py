@@ -178,3 +178,20 @@ def test_the_gate_reads_only_docket_and_never_waits_on_the_judge_api(
     code, data = as_json(str(baseline.pk), str(b.pk), "--fail-on-regression")
     assert code == 1 and data["evaluators"][0]["threshold_source_a"] == "pending"
     assert calls == []
+
+
+def test_corrected_compares_with_the_reviewers_verdicts(baseline: Run, django_user_model: Any) -> None:
+    from evals.models import Review
+
+    # B equals A everywhere; a reviewer fails B's first Politeness score (0.6, a judge pass at 0.5).
+    b = candidate(baseline, [0.6, 0.7, 0.8, 0.9, 0.7])
+    reviewer = django_user_model.objects.create_user(username="rita", password="a-long-test-password")
+    item = b.items.get(position=0)
+    Review.objects.create(
+        item=item, run=b, evaluator_name="Politeness", reviewer=reviewer, reviewer_name="rita", label="fail"
+    )
+    _, judge = as_json(str(baseline.pk), str(b.pk))
+    _, corrected = as_json(str(baseline.pk), str(b.pk), "--corrected")
+    assert judge["evaluators"][0]["pass_to_fail"] == 0
+    assert corrected["evaluators"][0]["pass_to_fail"] == 1
+    assert corrected["corrected"] is True and judge["corrected"] is False

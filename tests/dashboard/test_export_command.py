@@ -89,3 +89,25 @@ def test_the_real_command_line_exits_2(args: list[str], message: str, tmp_path: 
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.django_db
+def test_corrected_adds_the_corrected_score(django_user_model: object) -> None:
+    from evals.models import Review
+
+    run = build_run({"Politeness": [0.7, 0.2]})
+    reviewer = django_user_model.objects.create_user(username="rita", password="a-long-test-password")  # type: ignore[attr-defined]
+    Review.objects.create(
+        item=run.items.get(position=1),
+        run=run,
+        evaluator_name="Politeness",
+        reviewer=reviewer,
+        reviewer_name="rita",
+        label="pass",
+        score=0.9,
+    )
+    plain = list(csv.DictReader(io.StringIO(export(str(run.pk))[0], newline="")))
+    corrected = list(csv.DictReader(io.StringIO(export(str(run.pk), "--corrected")[0], newline="")))
+    assert "Politeness corrected score" not in plain[0]
+    assert [row["Politeness corrected score"] for row in corrected] == ["0.7", "0.9"]
+    assert [row["Politeness score"] for row in corrected] == ["0.7", "0.2"]
