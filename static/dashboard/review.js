@@ -65,6 +65,14 @@
     return element ? element.getAttribute("href") : null;
   }
 
+  // htmx wires a swapped-in card's forms only when it settles (20 ms later): a key pressed, or a held
+  // save sent, before then would post the plain form and reload the page. Wire it now (htmx skips
+  // elements it has already wired).
+  function wired(element) {
+    if (element && window.htmx) window.htmx.process(element);
+    return element;
+  }
+
   function mark(label) {
     const card = currentCard() || cards()[0];
     if (!card) return;
@@ -76,6 +84,7 @@
       });
     }
     card.classList.add("is-pending");
+    wired(card);
     const all = cards();
     const next = all[all.indexOf(card) + 1];
     // Marking moves on to the next evaluator; on the last one the focus stays (on its new copy).
@@ -175,6 +184,9 @@
     if (!(form instanceof HTMLFormElement) || !isSave(form)) return;
     const card = form.closest("[data-review-card]");
     const details = form.classList.contains("review-details");
+    // Saving a score or comment hands the keys back at once: the next key (a, n...) is a command, not
+    // more text, even while the save is still on its way. What the form sends is read before this.
+    const leave = details && card && form.contains(document.activeElement);
     if (pending > 0) {
       event.preventDefault();
       event.stopPropagation(); // before htmx's own listener on the form
@@ -185,18 +197,21 @@
         score: form.elements.namedItem("score") ? form.elements.namedItem("score").value : null,
         comment: form.elements.namedItem("comment") ? form.elements.namedItem("comment").value : null,
       });
+      if (leave) focusCard(card, false);
       return;
     }
     pending += 1;
-    // A saved score or comment hands the keys back: the focus goes from its field to the card.
+    // Listeners added to the form now still hear this event: it has not reached the form yet.
+    wired(form);
     if (details && card) { refocus = card.dataset.reviewCard; leaving = true; }
+    if (leave) focusCard(card, false);
   }, true);
 
   function release() {
     while (held.length) {
       const next = held.shift();
       const card = document.querySelector('[data-review-card="' + next.card + '"][tabindex]');
-      const form = card ? card.querySelector(next.details ? "form.review-details" : "form.review-marks") : null;
+      const form = wired(card ? card.querySelector(next.details ? "form.review-details" : "form.review-marks") : null);
       if (!form) continue;
       if (next.details) {
         if (next.score !== null && form.elements.namedItem("score")) form.elements.namedItem("score").value = next.score;

@@ -188,3 +188,25 @@ def test_ten_items_agreed_with_one_key_each_reach_the_end_of_the_queue(
     page.keyboard.press("k")
     page.wait_for_url(re.compile(r"[?&]i=9(&|$)"))
     expect(page.locator("#review-item-state")).to_have_text("reviewed by you")
+
+
+def test_a_comment_typed_while_the_mark_before_it_is_saving_is_kept(
+    run: Run, live_server: Any, login: Any, page: Any
+) -> None:
+    """Mark, step back and comment faster than the mark's answer comes back: the answer replaces the card
+    being typed into. Nothing typed may be lost, or read as a command (n, u...), and `a` still moves on."""
+    login()
+    page.goto(f"{live_server.url}/runs/{run.pk}/review/?order=all&i=0")
+    for index in range(3):  # on any one item the answer may come before or after the typing: try a few
+        wait_for_focus(page, "0")
+        page.keyboard.press("1")
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("c")
+        page.keyboard.type("Fine, but terse: no numbers.")
+        page.keyboard.press("Control+Enter")
+        page.keyboard.press("a")
+        page.wait_for_url(re.compile(rf"[?&]i={index + 1}\b"))
+    saved = reviews(run)
+    for position in range(3):
+        assert saved[(position, "Tone")] == ("pass", None, "Fine, but terse: no numbers."), position
+        assert saved[(position, "Facts")][0] in ("pass", "fail"), position  # `a` agreed with the judge
