@@ -233,6 +233,10 @@ JUDGE_API_TIMEOUT = env_float("JUDGE_API_TIMEOUT", 30.0)
 DOCKET_PUMP_SLOTS = env_int("DOCKET_PUMP_SLOTS", 1)
 # A pump works this long, then hands over to a fresh task (well under Q_CLUSTER["timeout"]).
 DOCKET_PUMP_SLICE_SECONDS = env_float("DOCKET_PUMP_SLICE_SECONDS", 120.0)
+# The judge API project that receives batches and logs ("" = each judge's own); a run may override it.
+SCORABLE_PROJECT_ID = os.environ.get("SCORABLE_PROJECT_ID", "").strip()
+# A spending cap every new run gets unless its form says otherwise (unset: no cap).
+DOCKET_DEFAULT_MAX_COST: float | None = env_float("DOCKET_DEFAULT_MAX_COST", 0.0) or None
 DOCKET_MAX_IN_FLIGHT_PER_RUN = env_int("DOCKET_MAX_IN_FLIGHT_PER_RUN", 10)
 DOCKET_MAX_IN_FLIGHT = env_int("DOCKET_MAX_IN_FLIGHT", 40)
 DOCKET_HTTP_CONCURRENCY = env_int("DOCKET_HTTP_CONCURRENCY", 8)

@@ -151,6 +151,9 @@ class Example(models.Model):
     turns = models.JSONField(null=True, blank=True)
     system_prompt = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Sent with the row and copied by the judge onto its execution log (filterable there); at most 255.
+    user_id = models.CharField(max_length=255, blank=True)
+    session_id = models.CharField(max_length=255, blank=True)
     # Pairs the same row across datasets (compare, history): "k:<key>" from a key column the user mapped,
     # else "h:<sha256>" of the inputs. Never the response: that is what changes between runs compared.
     input_key = models.CharField(max_length=80, blank=True, db_index=True)
@@ -215,6 +218,10 @@ class Example(models.Model):
             data["turns"] = self.turns
         if self.system_prompt:
             data["system_prompt"] = self.system_prompt
+        if self.user_id:
+            data["user_id"] = self.user_id
+        if self.session_id:
+            data["session_id"] = self.session_id
         return data
 
     def has_input(self, name: str) -> bool:
@@ -238,6 +245,8 @@ class BackoffKind(models.TextChoices):
     THROTTLED = "throttled", "judge API throttled"
     QUOTA = "quota", "judge API quota exceeded"
     ERROR = "error", "judge API error"
+    # Not the judge: the run's spending cap. Nothing new is sent until someone raises it.
+    BUDGET = "budget", "budget reached"
 
 
 class Run(models.Model):
@@ -299,6 +308,16 @@ class Run(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="noise_runs"
     )
     noise_repeat = models.PositiveSmallIntegerField(default=0)
+    # An evaluator set: the remote ids of the evaluators this run sends instead of the whole judge
+    # (POST /v1/batch-executions/ with evaluator_ids); empty runs the judge.
+    evaluator_ids = models.JSONField(default=list, blank=True)
+    # The judge API project that receives the run's batches and logs; "" is the judge's own.
+    project_id = models.CharField(max_length=64, blank=True)
+    # Spending: totals from the judge's execution logs, added as each batch's logs are read.
+    max_cost = models.FloatField(null=True, blank=True, help_text="Stop sending new batches past this cost.")
+    cost_total = models.FloatField(default=0.0)
+    cost_items = models.PositiveIntegerField(default=0)  # items whose cost is known
+    cost_by_evaluator = models.JSONField(default=dict, blank=True)  # {evaluator: sum of its cost}
 
     objects = RunQuerySet.as_manager()
 
@@ -415,6 +434,9 @@ class RemoteBatch(models.Model):
     splits = models.PositiveSmallIntegerField(default=0)
     # Since when the judge has reported a batch status Docket does not know.
     unknown_status_since = models.DateTimeField(null=True, blank=True)
+    # The batch's execution logs were read (cost per item and evaluator): once, after it finished.
+    logs_fetched_at = models.DateTimeField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
 
     objects = RemoteBatchQuerySet.as_manager()
 
@@ -468,6 +490,9 @@ class Item(models.Model):
     log_detail = models.JSONField(null=True, blank=True)
     # The item failed for a reason a retry cannot fix (the judge rejected its input); retries skip it.
     error_is_permanent = models.BooleanField(default=False)
+    # What judging the item cost, from the execution logs of its batch; per evaluator {name: cost}.
+    cost = models.FloatField(null=True, blank=True)
+    evaluator_costs = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "position"]

@@ -60,6 +60,9 @@ class ParsedRow:
     metadata: dict[str, Any]
     # The user's key column ("" when none is mapped): pairs this row with the same row of another upload.
     key: str = ""
+    # Sent to the judge with the row, copied onto its execution log ("" when no column is mapped).
+    user_id: str = ""
+    session_id: str = ""
 
 
 @dataclass(slots=True)

@@ -518,6 +518,8 @@ def _example_batches(
                     turns=turns,
                     system_prompt=row.system_prompt,
                 ),
+                row.user_id,
+                row.session_id,
             )
         )
         position += 1
@@ -569,6 +571,8 @@ _EXAMPLE_COLUMNS = (
     "system_prompt",
     "metadata",
     "input_key",
+    "user_id",
+    "session_id",
 )
 
 
