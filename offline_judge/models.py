@@ -99,23 +99,62 @@ class BatchTag(models.Model):
 
 
 class ExecutionLog(models.Model):
-    """A judge-level execution log, the reply of GET /v1/execution-logs/{id}/ minus id and created_at."""
+    """An execution log: a judge-level (or evaluator-set) log per item, and one child per evaluator.
+
+    `detail` is the reply of GET /v1/execution-logs/{id}/ minus id, created_at and tags. A child keeps
+    only what differs from its parent (its evaluator's score, cost, model, justification): the inputs,
+    up to 3.5 million characters each, are stored once, on the parent. The columns are what the list
+    endpoint filters and shows, so a page of logs never reads `detail` unless `include` asks for it.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # When the log becomes visible: the item's completion time, or the moment a single execute returned.
     created_at = models.DateTimeField(db_index=True)
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="logs")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     judge_id = models.UUIDField(null=True, blank=True)
+    execution_type = models.CharField(max_length=16, default="judge")
+    executed_item_id = models.UUIDField(null=True, blank=True)
+    executed_item_name = models.CharField(max_length=1000, blank=True)
+    executed_item_version_id = models.UUIDField(null=True, blank=True)
+    project_id = models.UUIDField(null=True, blank=True)
+    user_id = models.CharField(max_length=255, blank=True)
+    session_id = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=1000, blank=True)
+    request_preview = models.CharField(max_length=500, blank=True)
+    response_preview = models.CharField(max_length=500, blank=True)
     score = models.FloatField(null=True, blank=True)
     cost = models.FloatField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    # False: the tags are the batch's (rows of BatchTag), so a batch's thousands of logs need no tag rows.
+    # True: the log's own, as rows of LogTag (a single execute's tags, or tags replaced by set-tags).
+    own_tags = models.BooleanField(default=False)
     detail = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="oj_log_created_id_idx"),
+            models.Index(fields=["batch", "created_at"], name="oj_log_batch_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return str(self.id)
+
+
+class LogTag(models.Model):
+    """One tag of a log whose tags are its own (`ExecutionLog.own_tags`), as a row, for exact matching."""
+
+    log = models.ForeignKey(ExecutionLog, on_delete=models.CASCADE, related_name="tag_rows")
+    tag = models.CharField(max_length=1000)
+
+    class Meta:
+        indexes = [models.Index(fields=["tag"], name="oj_log_tag_idx")]
+
+    def __str__(self) -> str:
+        return self.tag
 
 
 class BatchItem(models.Model):

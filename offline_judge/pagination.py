@@ -14,6 +14,9 @@ from offline_judge.inputs import Invalid
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# A batch of 100 items writes 100 item logs plus one child per evaluator each (up to 500 with four
+# evaluators): the log list allows pages that large, so a batch's logs come back in one call.
+MAX_LOG_PAGE_SIZE = 1000
 
 
 class BadCursor(Exception):
@@ -50,7 +53,7 @@ def cursor_token(request: HttpRequest) -> str | None:
     return value
 
 
-def page_size(request: HttpRequest) -> int:
+def page_size(request: HttpRequest, *, maximum: int = MAX_PAGE_SIZE) -> int:
     value = request.GET.get("page_size")
     if value in (None, ""):
         return DEFAULT_PAGE_SIZE
@@ -61,7 +64,7 @@ def page_size(request: HttpRequest) -> int:
     if size < 1:
         raise Invalid([f"page_size: must be at least 1 (got {size})."])
     # Like DRF, a page size above the maximum is capped rather than refused.
-    return min(size, MAX_PAGE_SIZE)
+    return min(size, maximum)
 
 
 def page_url(request: HttpRequest, token: str | None) -> str | None:

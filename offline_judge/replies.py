@@ -11,7 +11,16 @@ from typing import Any
 
 from django.http import JsonResponse
 
-from offline_judge.catalogue import CATALOGUE_CREATED_AT, INPUT_TYPES, PROJECT_ID, EvaluatorSpec, JudgeSpec
+from offline_judge.catalogue import (
+    CATALOGUE_CREATED_AT,
+    INPUT_TYPES,
+    OWNER,
+    PROJECT_ID,
+    EvaluatorSpec,
+    JudgeSpec,
+    required_inputs,
+    stable_id,
+)
 from offline_judge.models import Batch, BatchItem, ExecutionLog, Outcome
 
 
@@ -124,4 +133,102 @@ def batch_detail(batch: Batch, items: list[BatchItem], now: datetime) -> dict[st
 
 
 def log_detail(log: ExecutionLog) -> dict[str, Any]:
-    return {**log.detail, "id": str(log.id), "created_at": iso(log.created_at)}
+    """ExecutionLogDetails. A child's detail is its parent's with the child's own fields over it."""
+    base = log.parent.detail if log.parent_id is not None and log.parent is not None else {}
+    detail = {**base, **log.detail}
+    # Rows written before tags became a column kept them in the detail; the column is the truth now.
+    detail.pop("tags", None)
+    return {**detail, "id": str(log.id), "created_at": iso(log.created_at), "tags": list(log.tags)}
+
+
+LOG_INCLUDES = ("llm_output", "variables", "evaluation_context")
+
+
+def log_row(log: ExecutionLog, include: frozenset[str]) -> dict[str, Any]:
+    """ExecutionLogList: the list row. The three optional fields are null unless `include` names them;
+    only then is the stored detail read (a child's variables and contexts are its parent's)."""
+    detail: dict[str, Any] = log_detail(log) if include else {}
+    context = detail.get("evaluation_context") or {}
+    return {
+        "cost": log.cost,
+        "created_at": iso(log.created_at),
+        "evaluation_context": (
+            {"contexts": context.get("contexts"), "expected_output": context.get("expected_output")}
+            if "evaluation_context" in include
+            else None
+        ),
+        "executed_item_id": str(log.executed_item_id) if log.executed_item_id else None,
+        "executed_item_name": log.executed_item_name,
+        "executed_item_version_id": (
+            str(log.executed_item_version_id) if log.executed_item_version_id else None
+        ),
+        "execution_type": log.execution_type,
+        "id": str(log.id),
+        "llm_output": str(detail.get("llm_output") or "") if "llm_output" in include else None,
+        "owner": dict(OWNER),
+        "parent_execution_log_id": str(log.parent_id) if log.parent_id else None,
+        "project_id": str(log.project_id) if log.project_id else None,
+        "request_preview": log.request_preview,
+        "response_preview": log.response_preview,
+        "score": log.score,
+        "session_id": log.session_id,
+        "tags": list(log.tags),
+        "user_id": log.user_id,
+        "variables": (
+            {str(key): str(value) for key, value in (detail.get("variables") or {}).items()}
+            if "variables" in include
+            else None
+        ),
+    }
+
+
+def _objective(spec: EvaluatorSpec) -> dict[str, Any]:
+    return {"id": stable_id("objective", spec.slug), "intent": spec.intent}
+
+
+def _evaluator_common(spec: EvaluatorSpec) -> dict[str, Any]:
+    """The fields EvaluatorListOutput and Evaluator share."""
+    return {
+        "_meta": {"offline": True},
+        "created_at": iso(CATALOGUE_CREATED_AT),
+        "models": [spec.model],
+        "id": spec.id,
+        "name": spec.name,
+        "owner": dict(OWNER),
+        "project_id": PROJECT_ID,
+        "visibility": "private",
+        "updated_at": iso(CATALOGUE_CREATED_AT),
+        "updated_by": dict(OWNER),
+        "version_id": spec.version_id,
+        "inputs": {name: dict(INPUT_TYPES[name]) for name in required_inputs((spec,))},
+        "scoring_criteria": scoring_criteria(spec),
+    }
+
+
+def scoring_criteria(spec: EvaluatorSpec) -> str:
+    return f"{spec.intent} Passes at a score of {spec.threshold:g} or more."
+
+
+def evaluator_row(spec: EvaluatorSpec) -> dict[str, Any]:
+    """EvaluatorListOutput: the list row."""
+    return {**_evaluator_common(spec), "objective": _objective(spec)}
+
+
+def evaluator_detail(spec: EvaluatorSpec) -> dict[str, Any]:
+    """Evaluator: the detail."""
+    return {
+        **_evaluator_common(spec),
+        "change_note": "",
+        "demonstration_dataset_id": None,
+        "input_variables": [],
+        "objective": {
+            **_objective(spec),
+            "created_at": iso(CATALOGUE_CREATED_AT),
+            "owner": dict(OWNER),
+            "version_id": stable_id("objective-version", f"{spec.slug}:{spec.version}"),
+            "test_dataset_id": None,
+            "_meta": {},
+        },
+        "is_root_evaluator": True,
+        "behavior": None,
+    }

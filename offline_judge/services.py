@@ -22,7 +22,7 @@ from offline_judge.catalogue import (
 from offline_judge.evaluators import Verdict
 from offline_judge.faults import FaultPlan
 from offline_judge.inputs import ItemInput
-from offline_judge.models import Batch, BatchItem, BatchTag, ExecutionLog, LaneClock, Outcome
+from offline_judge.models import Batch, BatchItem, BatchTag, ExecutionLog, LaneClock, LogTag, Outcome
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Simulated price and prompt size, so cost grows with the text like a real model call would.
@@ -104,11 +104,11 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def simulated_cost(runner: Runner, item: ItemInput) -> float:
-    per_evaluator = (
-        PROMPT_TOKENS_PER_EVALUATOR + math.ceil(item.text_length() / 4) + OUTPUT_TOKENS_PER_EVALUATOR
-    )
-    return round(len(runner.evaluators) * per_evaluator * PRICE_PER_TOKEN_USD, 6)
+def evaluator_cost(item: ItemInput, scored: Scored) -> float:
+    """One evaluator's simulated model call: its instructions and the text in, its justification out."""
+    prompt = PROMPT_TOKENS_PER_EVALUATOR + math.ceil((len(scored.spec.intent) + item.text_length()) / 4)
+    output = OUTPUT_TOKENS_PER_EVALUATOR + math.ceil(len(scored.verdict.justification) / 4)
+    return round((prompt + output) * PRICE_PER_TOKEN_USD, 9)
 
 
 def _log_turns(item: ItemInput) -> list[dict[str, Any]] | None:
@@ -128,28 +128,53 @@ def _log_turns(item: ItemInput) -> list[dict[str, Any]] | None:
     ]
 
 
-def log_detail(
-    *, runner: Runner, item: ItemInput, scored: list[Scored], tags: list[str], duration_s: float
-) -> dict[str, Any]:
-    """Everything of ExecutionLogDetails except id and created_at, which the row itself holds."""
+def _evaluator_result(s: Scored) -> dict[str, Any]:
+    return {
+        "evaluator_id": s.spec.id,
+        "evaluator_name": s.spec.name,
+        "result": s.verdict.score,
+        "threshold": s.spec.threshold,
+        "status": "finished",
+        "justification": s.verdict.justification,
+    }
+
+
+@dataclass(frozen=True)
+class LogPlan:
+    """The logs one evaluated input writes: the item's log, then one child per evaluator.
+
+    `parent` is everything of ExecutionLogDetails except id, created_at and tags (the row holds those);
+    each of `children` holds only what differs from the parent, merged over it when read.
+    """
+
+    parent: dict[str, Any]
+    children: list[dict[str, Any]]
+    request_preview: str
+    response_preview: str
+
+
+def log_plan(*, runner: Runner, item: ItemInput, scored: list[Scored], duration_s: float) -> LogPlan:
     data = item.for_evaluators()
     weights = [1 + len(s.verdict.justification) / 200 for s in scored]
     total_weight = sum(weights) or 1.0
+    latencies = [round(duration_s * w / total_weight, 4) for w in weights]
+    costs = [evaluator_cost(item, s) for s in scored]
     variables = {"request": data.request, "response": data.response}
     if data.expected_output:
         variables["expected_output"] = data.expected_output
     models_used = list(dict.fromkeys(s.spec.model for s in scored))
     judge = runner.judge
-    return {
-        "cost": simulated_cost(runner, item),
+    parent = {
+        # The item's cost is what its evaluators' calls cost, so the children add up to the parent.
+        "cost": round(sum(costs), 9),
         "turns": _log_turns(item),
         "evaluation_context": {
             "contexts": list(data.contexts) or None,
             "expected_output": data.expected_output or None,
         },
         "evaluator_latencies": [
-            {"evaluator_name": s.spec.name, "duration": round(duration_s * w / total_weight, 4)}
-            for s, w in zip(scored, weights, strict=True)
+            {"evaluator_name": s.spec.name, "duration": latency}
+            for s, latency in zip(scored, latencies, strict=True)
         ],
         "executed_item_id": judge.id if judge else None,
         "executed_item_name": runner.name,
@@ -169,23 +194,81 @@ def log_detail(
         "score": _mean([s.verdict.score for s in scored]),
         "session_id": item.session_id or "",
         "system_prompt": item.system_prompt or "",
-        "tags": list(tags),
         "user_id": item.user_id or "",
-        "evaluator_results": [
-            {
-                "evaluator_id": s.spec.id,
-                "evaluator_name": s.spec.name,
-                "result": s.verdict.score,
-                "threshold": s.spec.threshold,
-                "status": "finished",
-                "justification": s.verdict.justification,
-            }
-            for s in scored
-        ],
+        "evaluator_results": [_evaluator_result(s) for s in scored],
         "variables": variables,
         "classification": None,
         "confidence": _mean([s.verdict.confidence for s in scored]),
     }
+    children = [
+        {
+            "cost": cost,
+            "evaluator_latencies": None,
+            "executed_item_id": s.spec.id,
+            "executed_item_name": s.spec.name,
+            "executed_item_version_id": s.spec.version_id,
+            "execution_type": "evaluator",
+            "justification": s.verdict.justification,
+            "llm_output": str(s.verdict.score),
+            "model_call_duration": latency,
+            "model": s.spec.model,
+            "scoring_criteria": s.spec.intent,
+            "score": s.verdict.score,
+            "evaluator_results": [_evaluator_result(s)],
+            "confidence": s.verdict.confidence,
+        }
+        for s, cost, latency in zip(scored, costs, latencies, strict=True)
+    ]
+    return LogPlan(
+        parent=parent,
+        children=children,
+        request_preview=data.request[:500],
+        response_preview=data.response[:500],
+    )
+
+
+def build_logs(
+    plan: LogPlan,
+    *,
+    created_at: datetime,
+    batch: Batch | None,
+    judge_id: str | None,
+    project_id: str,
+    tags: list[str],
+    own_tags: bool,
+) -> list[ExecutionLog]:
+    """The rows of a LogPlan, parent first; ids are set here, so children can point at their parent."""
+
+    def row(detail: dict[str, Any], parent: ExecutionLog | None) -> ExecutionLog:
+        return ExecutionLog(
+            created_at=created_at,
+            batch=batch,
+            parent=parent,
+            judge_id=judge_id,
+            execution_type=detail["execution_type"],
+            executed_item_id=detail["executed_item_id"],
+            executed_item_name=detail["executed_item_name"],
+            executed_item_version_id=detail["executed_item_version_id"],
+            project_id=project_id,
+            user_id=plan.parent["user_id"],
+            session_id=plan.parent["session_id"],
+            model=detail["model"],
+            request_preview=plan.request_preview,
+            response_preview=plan.response_preview,
+            score=detail["score"],
+            cost=detail["cost"],
+            tags=list(tags),
+            own_tags=own_tags,
+            detail=detail,
+        )
+
+    parent = row(plan.parent, None)
+    children = [row({**child, "parent_execution_log_id": str(parent.id)}, parent) for child in plan.children]
+    return [parent, *children]
+
+
+def write_own_tags(logs: list[ExecutionLog], tags: list[str]) -> None:
+    LogTag.objects.bulk_create(LogTag(log=log, tag=tag) for log in logs for tag in dict.fromkeys(tags))
 
 
 def from_epoch_us(value: int) -> datetime:
@@ -255,7 +338,7 @@ def batch_create(
     whole_batch_fails = plan.batch_fails()
     failing_evaluator = plan.item_failures(len(inputs), len(runner.evaluators))
     prepared: list[tuple[ItemInput, str, list[Scored] | None]] = []
-    details: list[dict[str, Any] | None] = []
+    plans: list[LogPlan | None] = []
     # All evaluation happens before the transaction, which holds the lanes' lock only for the writes.
     for item, failing in zip(inputs, failing_evaluator, strict=True):
         error = batch_failure_message() if whole_batch_fails else runner.missing_message(item)
@@ -263,10 +346,8 @@ def batch_create(
             error = item_failure_message(runner.evaluators[failing])
         scored = None if error else evaluate(runner, item, plan)
         prepared.append((item, error, scored))
-        details.append(
-            log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
-            if scored
-            else None
+        plans.append(
+            log_plan(runner=runner, item=item, scored=scored, duration_s=plan.item_s) if scored else None
         )
 
     with transaction.atomic():
@@ -292,21 +373,24 @@ def batch_create(
             total_count=len(inputs),
             failure=batch_failure_message() if whole_batch_fails else "",
         )
-        logs = [
-            ExecutionLog(
+        item_logs = [
+            build_logs(
+                planned,
                 created_at=end,
                 batch=batch,
                 judge_id=judge.id if judge else None,
-                score=detail["score"],
-                cost=detail["cost"],
+                project_id=str(batch.project_id),
                 tags=tags,
-                detail=detail,
+                own_tags=False,
             )
-            if detail is not None
-            else None
-            for detail, (_start, end) in zip(details, slots, strict=True)
+            if planned is not None
+            else []
+            for planned, (_start, end) in zip(plans, slots, strict=True)
         ]
-        ExecutionLog.objects.bulk_create([log for log in logs if log is not None])
+        # Parents before children: on PostgreSQL the foreign key to the parent is checked per row.
+        ExecutionLog.objects.bulk_create([rows[0] for rows in item_logs if rows])
+        ExecutionLog.objects.bulk_create([child for rows in item_logs for child in rows[1:]])
+        logs = [rows[0] if rows else None for rows in item_logs]
         BatchItem.objects.bulk_create(
             BatchItem(
                 batch=batch,
@@ -328,18 +412,22 @@ def batch_create(
 
 
 def judge_execute(
-    *, runner: Runner, item: ItemInput, tags: list[str], plan: FaultPlan
+    *, runner: Runner, item: ItemInput, tags: list[str], project_id: str | None, plan: FaultPlan
 ) -> tuple[list[Scored], ExecutionLog]:
     """A synchronous run: it takes one item's simulated time, outside the lanes (no queueing)."""
     scored = evaluate(runner, item, plan)
     clock.sleep(plan.item_s)
-    detail = log_detail(runner=runner, item=item, scored=scored, tags=tags, duration_s=plan.item_s)
-    log = ExecutionLog.objects.create(
+    rows = build_logs(
+        log_plan(runner=runner, item=item, scored=scored, duration_s=plan.item_s),
         created_at=clock.now(),
+        batch=None,
         judge_id=runner.judge.id if runner.judge else None,
-        score=detail["score"],
-        cost=detail["cost"],
+        project_id=project_id or PROJECT_ID,
         tags=tags,
-        detail=detail,
+        own_tags=True,
     )
-    return scored, log
+    with transaction.atomic():
+        ExecutionLog.objects.bulk_create(rows[:1])
+        ExecutionLog.objects.bulk_create(rows[1:])
+        write_own_tags(rows, tags)
+    return scored, rows[0]

@@ -67,7 +67,9 @@ def database_counts(tag_prefix: str = "") -> dict[str, Any]:
         "batches": Batch.objects.count(),
         "items": BatchItem.objects.count(),
         "failed_items": BatchItem.objects.filter(outcome=Outcome.FAILED).count(),
+        # Every log, then the children among them (one per evaluator of each item or execute).
         "execution_logs": ExecutionLog.objects.count(),
+        "evaluator_logs": ExecutionLog.objects.filter(parent__isnull=False).count(),
         "batches_by_tag": {row["tag"]: row["batches"] for row in by_tag},
         # When each lane finishes the work booked so far: the judge is idle after the last of these.
         "lanes_free_at": [moment.isoformat() for moment in sorted(free_at)],

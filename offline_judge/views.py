@@ -17,15 +17,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Count, Q, QuerySet
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
 from offline_judge import clock, faults, pagination, replies, services, stats
-from offline_judge.catalogue import EVALUATORS_BY_ID, JUDGES, JUDGES_BY_ID, EvaluatorSpec, JudgeSpec
-from offline_judge.inputs import Invalid, read_batch_request, read_execute_request
-from offline_judge.models import Batch, BatchItem, BatchStatus, ExecutionLog, Outcome
+from offline_judge.catalogue import EVALUATORS_BY_ID, JUDGES, JUDGES_BY_ID, OWNER, EvaluatorSpec, JudgeSpec
+from offline_judge.inputs import MAX_TAG, Checker, Invalid, read_batch_request, read_execute_request
+from offline_judge.models import Batch, BatchItem, BatchStatus, BatchTag, ExecutionLog, LogTag, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,11 @@ def judge_execute(request: HttpRequest, judge_id: str) -> HttpResponse:
     if missing:
         raise Invalid([missing])
     scored, log = services.judge_execute(
-        runner=runner, item=execution.input, tags=execution.tags, plan=faults.current_plan()
+        runner=runner,
+        item=execution.input,
+        tags=execution.tags,
+        project_id=execution.project_id,
+        plan=faults.current_plan(),
     )
     return JsonResponse(
         {"evaluator_results": services.evaluator_results(scored), "execution_log_id": str(log.id)}
@@ -354,13 +359,17 @@ def _datetime_param(request: HttpRequest, key: str, *, end_of_day: bool) -> date
         return None
     not_a_date = Invalid([f'{key}: "{value}" is not an ISO 8601 date-time.'])
     try:
-        # An unencoded "+00:00" arrives as " 00:00".
-        parsed = parse_datetime(value) or parse_datetime(value.replace(" ", "+"))
-        if parsed is None:
-            day = parse_date(value)
-            if day is None:
-                raise not_a_date
+        # A bare date first: parse_datetime (Python's fromisoformat) would read it as midnight, and a
+        # date_to of that day would then leave the whole day out.
+        day = parse_date(value)
+        if day is not None:
             parsed = datetime.combine(day, time.max if end_of_day else time.min)
+        else:
+            # An unencoded "+00:00" arrives as " 00:00".
+            found = parse_datetime(value) or parse_datetime(value.replace(" ", "+"))
+            if found is None:
+                raise not_a_date
+            parsed = found
     except ValueError:
         # Well formed but impossible: 2024-02-30, year 0000, hour 25, an offset past 24 hours.
         raise not_a_date from None
@@ -420,7 +429,9 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         _datetime_param(request, "date_from", end_of_day=False),
         _datetime_param(request, "date_to", end_of_day=True),
     )
-    # project_id is accepted and ignored: every offline batch belongs to whichever project asks.
+    project_id = _uuid_param(request, "project_id")
+    if project_id is not None:
+        batches = batches.filter(project_id=project_id)
     page, next_token, previous_token = _batch_page(batches, token, size)
     counts: dict[uuid.UUID, tuple[int, int]] = {
         row["batch"]: (row["completed"], row["failed"])
@@ -470,10 +481,319 @@ def batch_detail(request: HttpRequest, batch_id: str) -> HttpResponse:
 def execution_log_detail(request: HttpRequest, log_id: str) -> HttpResponse:
     key = _uuid_or_none(log_id)
     # A batch item's log exists from the start but is not revealed before the item completes.
-    log = ExecutionLog.objects.filter(id=key, created_at__lte=clock.now()).first() if key else None
+    visible = ExecutionLog.objects.select_related("parent").filter(created_at__lte=clock.now())
+    log = visible.filter(id=key).first() if key else None
     if log is None:
         raise NotFound(f'No execution log with id "{log_id}".')
     return JsonResponse(replies.log_detail(log))
+
+
+def _uuid_param(request: HttpRequest, key: str) -> str | None:
+    value = request.GET.get(key, "").strip()
+    if not value:
+        return None
+    parsed = _uuid_or_none(value)
+    if parsed is None:
+        raise Invalid([f'{key}: "{value}" is not a valid UUID.'])
+    return parsed
+
+
+def _bool_param(request: HttpRequest, key: str) -> bool | None:
+    value = request.GET.get(key, "").strip()
+    if not value:
+        return None
+    # The SDK sends Python's bools lower-cased; DRF's filters also take 1 and 0.
+    known = {"true": True, "1": True, "false": False, "0": False}
+    if value.lower() not in known:
+        raise Invalid([f'{key}: "{value}" is not a boolean (true or false).'])
+    return known[value.lower()]
+
+
+def _number_param(request: HttpRequest, key: str) -> float | None:
+    value = request.GET.get(key, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise Invalid([f'{key}: "{value}" is not a number.'])
+    return number
+
+
+EXECUTION_TYPES = ("skill", "evaluator", "judge", "experiment", "test", "proxy", "internal")
+LOG_ORDERINGS = ("-created_at", "created_at")
+
+
+def _log_filters(request: HttpRequest, logs: QuerySet[ExecutionLog]) -> QuerySet[ExecutionLog]:
+    """S1's filters of GET /v1/execution-logs/; every bad value is a 400 naming its parameter."""
+    for key, column in (
+        ("batch_execution_id", "batch_id"),
+        ("judge_id", "judge_id"),
+        ("executed_item_id", "executed_item_id"),
+        ("parent_execution_log_id", "parent_id"),
+        ("project_id", "project_id"),
+    ):
+        value = _uuid_param(request, key)
+        if value is not None:
+            # batch_execution_id takes in the child evaluator logs too: they belong to the batch.
+            logs = logs.filter(**{column: value})
+    execution_type = request.GET.get("execution_type", "").strip()
+    if execution_type:
+        if execution_type not in EXECUTION_TYPES:
+            raise Invalid([f'execution_type: "{execution_type}" is not one of {", ".join(EXECUTION_TYPES)}.'])
+        logs = logs.filter(execution_type=execution_type)
+    for key in ("model", "user_id", "session_id"):
+        value = request.GET.get(key, "")
+        if value:
+            logs = logs.filter(**{key: value})
+    owner_email = request.GET.get("owner_email", "")
+    if owner_email and owner_email != OWNER["email"]:
+        # Every offline log has the one owner.
+        logs = logs.none()
+    has_session = _bool_param(request, "has_session_id")
+    if has_session is not None:
+        logs = logs.exclude(session_id="") if has_session else logs.filter(session_id="")
+    tags = [tag.strip() for tag in request.GET.get("tags", "").split(",") if tag.strip()]
+    if tags:
+        # Any of the named tags. A batch's logs carry the batch's tags until set-tags gives them their own.
+        batch_tagged = Exists(BatchTag.objects.filter(batch_id=OuterRef("batch_id"), tag__in=tags))
+        own_tagged = Exists(LogTag.objects.filter(log_id=OuterRef("pk"), tag__in=tags))
+        logs = logs.filter((Q(own_tags=False) & Q(batch_tagged)) | (Q(own_tags=True) & Q(own_tagged)))
+    search = request.GET.get("search", "").strip()
+    if search:
+        matches = Q(executed_item_name__icontains=search)
+        if _uuid_or_none(search):
+            matches |= Q(executed_item_id=_uuid_or_none(search))
+        logs = logs.filter(matches)
+    logs = logs.filter(
+        _range_query(
+            "created_at",
+            _datetime_param(request, "date_from", end_of_day=False),
+            _datetime_param(request, "date_to", end_of_day=True),
+        )
+    )
+    for field in ("score", "cost"):
+        # Inclusive; a null never satisfies a comparison, so rows without a value drop out, as in S1.
+        logs = logs.filter(
+            _range_query(
+                field, _number_param(request, f"min_{field}"), _number_param(request, f"max_{field}")
+            )
+        )
+    if _bool_param(request, "unique_evaluators"):
+        logs = logs.filter(id__in=_newest_per_executed_item(logs))
+    return logs
+
+
+def _range_query(field: str, low: Any, high: Any) -> Q:
+    query = Q()
+    if low is not None:
+        query &= Q(**{f"{field}__gte": low})
+    if high is not None:
+        query &= Q(**{f"{field}__lte": high})
+    return query
+
+
+def _newest_per_executed_item(logs: QuerySet[ExecutionLog]) -> list[uuid.UUID]:
+    """unique_evaluators: the newest log of each evaluator (or judge) among the filtered ones. There are
+    a handful of evaluators, so the ids fit any IN clause; the scan reads two columns per log."""
+    newest: dict[uuid.UUID | None, uuid.UUID] = {}
+    rows = logs.order_by("-created_at", "-id").values_list("executed_item_id", "id")
+    for executed_item_id, log_id in rows.iterator(chunk_size=5000):
+        newest.setdefault(executed_item_id, log_id)
+    return list(newest.values())
+
+
+def _log_include(request: HttpRequest) -> frozenset[str]:
+    names = [name.strip() for name in request.GET.get("include", "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in replies.LOG_INCLUDES]
+    if unknown:
+        raise Invalid(
+            [f'include: "{unknown[0]}" is not one of {", ".join(replies.LOG_INCLUDES)} (a comma list).']
+        )
+    return frozenset(names)
+
+
+def _log_page(
+    logs: QuerySet[ExecutionLog], token: str | None, size: int, *, descending: bool
+) -> tuple[list[ExecutionLog], str | None, str | None]:
+    """Keyset pagination on (created_at, id): a batch's logs share their item's completion time, and the
+    id breaks the tie, so pages stay put while new logs appear."""
+    forward = ("-created_at", "-id") if descending else ("created_at", "id")
+    backward = ("created_at", "id") if descending else ("-created_at", "-id")
+
+    def beyond(log_time: datetime, log_id: str, *, ahead: bool) -> Q:
+        later = ahead != descending
+        op = "gt" if later else "lt"
+        return Q(**{f"created_at__{op}": log_time}) | Q(created_at=log_time, **{f"id__{op}": log_id})
+
+    if token is None:
+        rows = list(logs.order_by(*forward)[: size + 1])
+        page, has_next, has_previous = rows[:size], len(rows) > size, False
+    else:
+        data = pagination.decode(token)
+        moment, key, direction = data.get("t"), data.get("i"), data.get("d")
+        if not isinstance(moment, str) or not isinstance(key, str) or direction not in ("next", "prev"):
+            raise pagination.BadCursor(token)
+        try:
+            log_time = datetime.fromisoformat(moment)
+        except ValueError:
+            raise pagination.BadCursor(token) from None
+        log_id = _uuid_or_none(key)
+        if log_id is None or log_time.tzinfo is None:
+            raise pagination.BadCursor(token)
+        if direction == "next":
+            rows = list(logs.filter(beyond(log_time, log_id, ahead=True)).order_by(*forward)[: size + 1])
+            page, has_next = rows[:size], len(rows) > size
+            has_previous = (
+                bool(page) and logs.filter(beyond(page[0].created_at, str(page[0].id), ahead=False)).exists()
+            )
+        else:
+            rows = list(logs.filter(beyond(log_time, log_id, ahead=False)).order_by(*backward)[: size + 1])
+            page, has_previous = rows[:size][::-1], len(rows) > size
+            has_next = (
+                bool(page) and logs.filter(beyond(page[-1].created_at, str(page[-1].id), ahead=True)).exists()
+            )
+
+    def mark(log: ExecutionLog, direction: str) -> str:
+        return pagination.encode({"t": log.created_at.isoformat(), "i": str(log.id), "d": direction})
+
+    return (
+        page,
+        mark(page[-1], "next") if has_next else None,
+        mark(page[0], "prev") if has_previous else None,
+    )
+
+
+# Reference: scorable-api.md §5 Execution logs (GET /v1/execution-logs/, PaginatedExecutionLogListList)
+@endpoint("GET")
+def execution_logs_list(request: HttpRequest) -> HttpResponse:
+    size = pagination.page_size(request, maximum=pagination.MAX_LOG_PAGE_SIZE)
+    token = pagination.cursor_token(request)
+    if request.GET.get("export", "").strip():
+        raise Invalid(['export: the offline judge answers JSON only; leave "export" out.'])
+    ordering = request.GET.get("ordering", "").strip() or "-created_at"
+    if ordering not in LOG_ORDERINGS:
+        raise Invalid([f'ordering: "{ordering}" is not one of {", ".join(LOG_ORDERINGS)}.'])
+    include = _log_include(request)
+    logs = _log_filters(request, ExecutionLog.objects.filter(created_at__lte=clock.now()))
+    # The stored detail (inputs up to 3.5 million characters) is read only when `include` needs it.
+    logs = logs.select_related("parent") if include else logs.defer("detail")
+    page, next_token, previous_token = _log_page(logs, token, size, descending=ordering.startswith("-"))
+    return JsonResponse(
+        {
+            "next": pagination.page_url(request, next_token),
+            "previous": pagination.page_url(request, previous_token),
+            "results": [replies.log_row(log, include) for log in page],
+        }
+    )
+
+
+MAX_SET_TAGS_LOGS = 500
+MAX_SET_TAGS_TAGS = 15
+
+
+# Reference: scorable-api.md §5 Execution logs (POST /v1/execution-logs/set-tags/, BatchSetTagsModelRequest)
+@endpoint("POST")
+def execution_logs_set_tags(request: HttpRequest) -> HttpResponse:
+    body = _json_body(request)
+    check = Checker()
+    log_ids = check.strings(body, "log_ids", "log_ids")
+    tags = check.strings(body, "tags", "tags", limit=MAX_TAG) or []
+    if body.get("log_ids") is None:
+        check.fail("log_ids", f"this field is required (a list of 1 to {MAX_SET_TAGS_LOGS} log ids).")
+    elif log_ids is not None and not 1 <= len(log_ids) <= MAX_SET_TAGS_LOGS:
+        check.fail(
+            "log_ids", f"ensure this list has between 1 and {MAX_SET_TAGS_LOGS} items (got {len(log_ids)})."
+        )
+    if len(tags) > MAX_SET_TAGS_TAGS:
+        check.fail("tags", f"ensure this list has no more than {MAX_SET_TAGS_TAGS} items (got {len(tags)}).")
+    check.raise_if_any()
+    keys: list[str] = []
+    for index, value in enumerate(log_ids or []):
+        key = _uuid_or_none(value)
+        if key is None:
+            check.fail(f"log_ids[{index}]", f'"{value}" is not a valid UUID.')
+        else:
+            keys.append(key)
+    check.raise_if_any()
+    unique = list(dict.fromkeys(keys))
+    with transaction.atomic():
+        logs = list(ExecutionLog.objects.filter(id__in=unique, created_at__lte=clock.now()).defer("detail"))
+        found = {str(log.id) for log in logs}
+        for index, value in enumerate(log_ids or []):
+            if _uuid_or_none(value) not in found:
+                check.fail(f"log_ids[{index}]", f'no execution log with id "{value}".')
+        check.raise_if_any()
+        kept = list(dict.fromkeys(tags))
+        for log in logs:
+            log.tags = kept
+            log.own_tags = True
+        ExecutionLog.objects.bulk_update(logs, ["tags", "own_tags"])
+        LogTag.objects.filter(log__in=logs).delete()
+        services.write_own_tags(logs, kept)
+    return HttpResponse(status=204)
+
+
+def _evaluator(evaluator_id: str) -> EvaluatorSpec:
+    spec = EVALUATORS_BY_ID.get(_uuid_or_none(evaluator_id) or "")
+    if spec is None:
+        raise NotFound(f'No evaluator with id "{evaluator_id}".')
+    return spec
+
+
+# Reference: S1 evaluators_list (GET /v1/evaluators/, PaginatedEvaluatorListOutputList)
+@endpoint("GET")
+def evaluators_list(request: HttpRequest) -> HttpResponse:
+    size = pagination.page_size(request)
+    token = pagination.cursor_token(request)
+    offset = pagination.decode(token).get("o", 0) if token else 0
+    if type(offset) is not int or offset < 0:
+        raise pagination.BadCursor(token or "")
+    specs = list(EVALUATORS_BY_ID.values())
+    search = request.GET.get("search", "").strip().lower()
+    if search:
+        specs = [s for s in specs if search in s.name.lower() or search in s.intent.lower()]
+    for key, value_of in (
+        ("name", lambda spec: spec.name),
+        ("objective__intent", lambda spec: spec.intent),
+        ("owner__email", lambda spec: OWNER["email"]),
+    ):
+        wanted = request.GET.get(key, "")
+        if wanted:
+            specs = [s for s in specs if value_of(s) == wanted]
+    evaluator_type = request.GET.get("evaluator_type", "").strip()
+    if evaluator_type and evaluator_type not in ("managed", "native"):
+        raise Invalid([f'evaluator_type: "{evaluator_type}" is not one of managed, native.'])
+    # Every offline evaluator is a root evaluator of the one project: is_root_evaluator=false and a
+    # project filter (root evaluators are always included) leave the list as it is or empty it.
+    if _bool_param(request, "is_root_evaluator") is False:
+        specs = []
+    _uuid_param(request, "project_id")
+    _bool_param(request, "include_public")
+    page = specs[offset : offset + size]
+    next_token = pagination.encode({"o": offset + size}) if offset + size < len(specs) else None
+    previous_token = pagination.encode({"o": max(offset - size, 0)}) if offset > 0 else None
+    return JsonResponse(
+        {
+            "next": pagination.page_url(request, next_token),
+            "previous": pagination.page_url(request, previous_token),
+            "results": [replies.evaluator_row(spec) for spec in page],
+        }
+    )
+
+
+# Reference: S1 evaluators_retrieve (GET /v1/evaluators/{id}/, Evaluator)
+@endpoint("GET")
+def evaluator_detail(request: HttpRequest, evaluator_id: str) -> HttpResponse:
+    spec = _evaluator(evaluator_id)
+    version_id = request.GET.get("version_id", "").strip()
+    if version_id and _uuid_or_none(version_id) != spec.version_id:
+        raise NotFound(
+            f'No version "{version_id}" of evaluator "{spec.name}" (its version is "{spec.version_id}").'
+        )
+    return JsonResponse(replies.evaluator_detail(spec))
 
 
 # Reference: none (offline judge only): counters for tests and benchmarks, outside /v1/.

@@ -7,7 +7,7 @@ from typing import Any
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from offline_judge.catalogue import stable_id
+from offline_judge.catalogue import PROJECT_ID, stable_id
 from tests.offline_judge.harness import JUDGES, QA, RAG, SUPPORT, Api, FakeClock, assert_problem, qa_input
 
 
@@ -167,7 +167,9 @@ def test_batch_list_filters_by_judge_and_creation_dates_inclusive(api: Api, cloc
     assert set(all_pages(api, judge_id=QA.id)) == {ids[1], ids[3]}
     between = all_pages(api, date_from=detail["created_at"], date_to=api.batch(ids[2])["created_at"])
     assert between == [ids[2], ids[1]]
-    assert all_pages(api, date_from=api.batch(ids[3])["created_at"], project_id=QA.id) == [ids[3]]
+    assert all_pages(api, date_from=api.batch(ids[3])["created_at"], project_id=PROJECT_ID) == [ids[3]]
+    # Batches created without a project belong to the judge's; another project has none of them.
+    assert all_pages(api, project_id=stable_id("project", "elsewhere")) == []
     assert_problem(api.get("/v1/judges/batch-executions/", date_from="yesterday"), 400, "invalid")
     assert_problem(api.get("/v1/judges/batch-executions/", status="done"), 400, "invalid")
     assert_problem(api.get("/v1/judges/batch-executions/", judge_id="rag"), 400, "invalid")

@@ -14,11 +14,14 @@ from pydantic import BaseModel
 from scorable.generated.openapi_client.models import (
     BatchExecutionDetail,
     BatchExecutionResponse,
+    Evaluator,
     EvaluatorResult,
     ExecutionLogDetails,
     Judge,
     JudgeExecutionResponse,
     PaginatedBatchExecutionListItemList,
+    PaginatedEvaluatorListOutputList,
+    PaginatedExecutionLogListList,
     PaginatedJudgeListList,
 )
 
@@ -186,3 +189,54 @@ def test_an_evaluator_only_batch_detail_matches_the_model_with_judge_null(api: A
     assert_evaluator_results(data["items"][0]["evaluator_results"])
     log = api.get(f"/v1/execution-logs/{data['items'][0]['execution_log_id']}/").json()
     assert assert_contract(log, ExecutionLogDetails).execution_type == "evaluator"
+
+
+def test_execution_log_list_matches_the_model_with_and_without_include(api: Api, clock: FakeClock) -> None:
+    rag_row = {**rag_input(), "user_id": "u-1", "session_id": "s-1"}
+    api.create(RAG, [rag_row, {**rag_input(1), "expected_output": "1889"}], tags=["nightly"])
+    api.post("/v1/batch-executions/", {"evaluator_ids": [QA.evaluators[0].id], "inputs": [qa_input()]})
+    api.post(f"/v1/judges/{SUPPORT.id}/execute/", {"response": "Thanks!", "tags": ["adhoc"]})
+    clock.advance(1)
+    plain = api.get("/v1/execution-logs/", page_size=100).json()
+    parsed = assert_contract(plain, PaginatedExecutionLogListList)
+    # RAG: 2 x (1 + 3); the evaluator set: 1 + 1; the execute: 1 + 4.
+    assert len(parsed.results) == 8 + 2 + 5
+    assert {row.execution_type for row in parsed.results} == {"judge", "evaluator"}
+    included = api.get("/v1/execution-logs/", include="llm_output,variables,evaluation_context").json()
+    parsed = assert_contract(included, PaginatedExecutionLogListList)
+    assert all(row.variables is not None and row.llm_output is not None for row in parsed.results)
+    assert all(row.evaluation_context is not None for row in parsed.results)
+    paged = api.get("/v1/execution-logs/", page_size=2).json()
+    assert_contract(paged, PaginatedExecutionLogListList)
+    assert paged["next"].startswith("http://testserver/judge-api/v1/execution-logs/?")
+
+
+def test_child_evaluator_logs_match_execution_log_details(api: Api, clock: FakeClock) -> None:
+    log_id = api.post(f"/v1/judges/{QA.id}/execute/", qa_input()).json()["execution_log_id"]
+    children = api.get("/v1/execution-logs/", parent_execution_log_id=log_id).json()["results"]
+    assert len(children) == 3
+    for child in children:
+        data = api.get(f"/v1/execution-logs/{child['id']}/").json()
+        parsed = assert_contract(data, ExecutionLogDetails)
+        assert parsed.parent_execution_log_id == log_id
+        assert parsed.execution_type == "evaluator"
+
+
+def test_set_tags_replies_204_with_no_body_and_problems_as_the_others(api: Api, clock: FakeClock) -> None:
+    log_id = api.post(f"/v1/judges/{QA.id}/execute/", qa_input()).json()["execution_log_id"]
+    response = api.post("/v1/execution-logs/set-tags/", {"log_ids": [log_id], "tags": ["gold"]})
+    assert response.status_code == 204 and response.content == b""
+    assert_problem(api.post("/v1/execution-logs/set-tags/", {"log_ids": []}), 400, "invalid")
+    assert_problem(api.post("/v1/execution-logs/set-tags/", "[1"), 400, "parse_error")
+    assert_problem(api.get("/v1/execution-logs/set-tags/"), 405, "method_not_allowed")
+
+
+def test_evaluator_list_and_detail_match_their_models(api: Api) -> None:
+    data = api.get("/v1/evaluators/", page_size=3).json()
+    parsed = assert_contract(data, PaginatedEvaluatorListOutputList)
+    assert len(parsed.results) == 3
+    assert data["next"].startswith("http://testserver/judge-api/v1/evaluators/?")
+    for judge in (RAG, SUPPORT, QA):
+        for spec in judge.evaluators:
+            detail = assert_contract(api.get(f"/v1/evaluators/{spec.id}/").json(), Evaluator)
+            assert (detail.id, detail.version_id, detail.models) == (spec.id, spec.version_id, [spec.model])

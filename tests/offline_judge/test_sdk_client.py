@@ -99,3 +99,18 @@ def test_concurrent_creates_on_a_threaded_server_never_exceed_the_lanes(
     # FIFO: every batch's items start no earlier than those of the batches created before it.
     firsts = [batch.first_started_at for batch in Batch.objects.order_by("seq")]
     assert firsts == sorted(firsts)
+
+
+def test_sdk_lists_execution_logs_with_include_and_reads_an_evaluator(sdk: Scorable) -> None:
+    for n in range(3):
+        sdk.judges.run(SUPPORT.id, response=f"Happy to help ({n})!", tags=["sdk-logs"])
+    # The SDK pages with page_size=limit and sends the whole next URL back as the cursor.
+    rows = list(sdk.execution_logs.list(limit=7, tags=["sdk-logs"], include=["variables"]))
+    assert len(rows) == 7
+    assert len({row.id for row in rows}) == 7
+    assert all(row.variables and row.variables["response"].startswith("Happy to help") for row in rows)
+    assert len(list(sdk.execution_logs.list(limit=100, tags=["sdk-logs"]))) == 3 * (
+        1 + len(SUPPORT.evaluators)
+    )
+    spec = SUPPORT.evaluators[0]
+    assert sdk.evaluators.get(spec.id).name == spec.name
