@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -282,6 +282,23 @@ class ExecutionLog:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionLogRow:
+    """A row of the execution log list: what a batch's logs say about cost, per item and evaluator."""
+
+    id: str
+    parent_execution_log_id: str | None
+    execution_type: str
+    executed_item_id: str | None
+    executed_item_name: str
+    score: float | None
+    cost: float | None
+    project_id: str | None
+    user_id: str
+    session_id: str
+    tags: tuple[str, ...]
+
+
 class JudgeAPI:
     """A client for one judge API (base URL + key)."""
 
@@ -357,17 +374,30 @@ class JudgeAPI:
 
     def create_batch(
         self,
-        judge_id: str,
+        judge_id: str | None,
         *,
         inputs: list[dict[str, Any]],
         tags: list[str],
         judge_version_id: str | None = None,
+        evaluator_ids: Sequence[str] | None = None,
+        project_id: str | None = None,
         attempt: int = 1,
     ) -> BatchCreated:
+        """Send a batch to a judge, or to an ad-hoc set of evaluators (`evaluator_ids`, no judge)."""
         # Reference: scorable-api.md §4.2, POST /v1/batch-executions/ (the typed route of SDK 1.15)
-        body: dict[str, Any] = {"judge_id": judge_id, "inputs": inputs, "tags": tags}
-        if judge_version_id:
-            body["judge_version_id"] = judge_version_id
+        if bool(judge_id) == bool(evaluator_ids):
+            # The API takes one of the two; a mix-up here is Docket's bug, never the judge's refusal.
+            raise ValueError("create_batch needs either judge_id or evaluator_ids, not both")
+        body: dict[str, Any] = {"inputs": inputs, "tags": tags}
+        if evaluator_ids:
+            body["evaluator_ids"] = list(evaluator_ids)
+        else:
+            body["judge_id"] = judge_id
+            # A version of the judge means nothing to a batch of evaluators without it.
+            if judge_version_id:
+                body["judge_version_id"] = judge_version_id
+        if project_id:
+            body["project_id"] = project_id
         data = self._request("POST", "/v1/batch-executions/", json=body, attempt=attempt)
         return BatchCreated(
             id=_field(data, "batch_execution_id", str), status_url=str(data.get("status_url") or "")
@@ -384,12 +414,15 @@ class JudgeAPI:
         status: str | None = None,
         date_from: datetime | None = None,
         date_to: datetime | None = None,
+        project_id: str | None = None,
         page_size: int = 100,
     ) -> Iterator[Batch]:
         # Reference: scorable-api.md §4.4, GET /v1/judges/batch-executions/
         params: dict[str, Any] = {"page_size": page_size}
         if judge_id:
             params["judge_id"] = judge_id
+        if project_id:
+            params["project_id"] = project_id
         if status:
             params["status"] = status
         if date_from:
@@ -399,12 +432,16 @@ class JudgeAPI:
         for row in self._paginate("/v1/judges/batch-executions/", params):
             yield parse_batch(row)
 
-    def find_batch_by_tag(self, *, judge_id: str, tag: str, since: datetime) -> Batch | None:
-        """The batch created with `tag` since `since`, if the judge has one.
+    def find_batch_by_tag(
+        self, *, judge_id: str | None, tag: str, since: datetime, project_id: str | None = None
+    ) -> Batch | None:
+        """The batch created with `tag` since `since`, if the judge API has one.
 
         Used before re-sending a create whose outcome is unknown, so no batch is ever created twice.
+        `judge_id` None: the batch ran a set of evaluators, and has no judge to filter by (the tag,
+        unique to one run and batch, is what finds it).
         """
-        for batch in self.list_batches(judge_id=judge_id, date_from=since):
+        for batch in self.list_batches(judge_id=judge_id, date_from=since, project_id=project_id):
             if tag in batch.tags:
                 return batch
         return None
@@ -414,6 +451,29 @@ class JudgeAPI:
     def get_execution_log(self, log_id: str) -> ExecutionLog:
         # Reference: scorable-api.md §5, GET /v1/execution-logs/{log_id}/
         return parse_execution_log(self._request("GET", f"/v1/execution-logs/{log_id}/"))
+
+    def list_execution_logs(
+        self, *, batch_execution_id: str | None = None, page_size: int = 100, **filters: Any
+    ) -> Iterator[ExecutionLogRow]:
+        """Execution logs in bulk: with `batch_execution_id`, every log of that batch, the judge-level
+        log of each item and its evaluators' child logs. Other filters by their S1 names (`project_id`,
+        `execution_type`, `tags`...): None is left out, a list is sent comma-separated."""
+        # Reference: scorable-api.md §5, GET /v1/execution-logs/ (cursor pagination, §2)
+        params: dict[str, Any] = {"page_size": page_size}
+        if batch_execution_id:
+            params["batch_execution_id"] = batch_execution_id
+        for name, value in filters.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, list | tuple):
+                value = ",".join(str(part) for part in value)
+            params[name] = value
+        for row in self._paginate("/v1/execution-logs/", params):
+            yield parse_execution_log_row(row)
 
     # --- Plumbing ---------------------------------------------------------------------------------
 
@@ -724,4 +784,25 @@ def parse_execution_log(data: dict[str, Any]) -> ExecutionLog:
         model_call_duration=_number(data.get("model_call_duration")),
         evaluator_latencies=latencies,
         thresholds=thresholds,
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+def parse_execution_log_row(data: dict[str, Any]) -> ExecutionLogRow:
+    tags = data.get("tags")
+    return ExecutionLogRow(
+        id=_field(data, "id", str),
+        parent_execution_log_id=_text_or_none(data.get("parent_execution_log_id")),
+        execution_type=str(data.get("execution_type") or ""),
+        executed_item_id=_text_or_none(data.get("executed_item_id")),
+        executed_item_name=str(data.get("executed_item_name") or ""),
+        score=_number(data.get("score")),
+        cost=_number(data.get("cost")),
+        project_id=_text_or_none(data.get("project_id")),
+        user_id=str(data.get("user_id") or ""),
+        session_id=str(data.get("session_id") or ""),
+        tags=tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
     )

@@ -13,6 +13,11 @@ the judge's batch list. It is sent again only if it is not there: no batch is ev
 Throttling is per judge API: a 429 on any call pauses every run's new creates until its Retry-After
 (polls of batches already sent go on), and creates then resume under an additive-increase /
 multiplicative-decrease window of batches in flight.
+
+Costs: once a batch has finished, its execution logs are read in one list call (`batch_execution_id`)
+and recorded once (`logs_fetched_at`), even after its run finished. A run with a cap (`max_cost`)
+sends a batch only while spent, plus what is out, plus the batch, at the estimated cost per item,
+stays within it; else the run is paused (evals/services/costs.py) and sends nothing until it is raised.
 """
 
 from __future__ import annotations
@@ -29,26 +34,33 @@ from typing import Any, Literal, TypedDict
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
-from django.db.models import Count, F, Min, Q, Value
+from django.db.models import Count, F, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError
+from evals.client import Batch, BatchCreated, ExecutionLogRow, JudgeAPI, JudgeError
 from evals.models import BackoffKind, Item, JudgeApiEvent, PumpSlot, RemoteBatch, Run
 from evals.services.batches import (
     QUOTA_RETRY_SECONDS,
     RowsGone,
     backoff_seconds,
     batch_backed_off,
+    batch_costs_backed_off,
+    batch_costs_given_up,
+    batch_costs_recorded,
     batch_fail,
+    batch_logs_missing,
     batch_looked_up,
     batch_polled,
     batch_split,
     batch_submitted,
     batches_claim,
+    batches_costs_due,
     creates_paused_until,
     is_quota,
+    lock_run,
 )
+from evals.services.costs import budget_check, run_budget_pause
 from evals.services.runs import wake_pump
 
 logger = logging.getLogger("evals.pump")
@@ -64,6 +76,14 @@ INLINE_CLAIMS = 8
 MAX_WAIT_SECONDS = 1.0
 # Look back this far (plus the batch's first send) when searching for a create that may have happened.
 LOOKUP_SLACK = timedelta(minutes=10)
+# Reading a finished batch's execution logs is given up after this many failed tries: its cost stays
+# unknown (the items are judged and kept either way).
+COST_READ_ATTEMPTS = 5
+# Page sizes of the execution log list. A batch writes a log per item plus one per evaluator and item
+# (400 logs for 100 items and 3 evaluators): a page sized to that reads a batch in one call. A server
+# with a lower maximum caps the page size (as DRF does) and the cursor reads the rest.
+LOG_PAGE_SIZE = 100
+LOG_PAGE_SIZE_MAX = 1000
 
 
 def pump_owner() -> str:
@@ -128,12 +148,22 @@ def pump_alive() -> bool:
     return PumpSlot.objects.filter(lease_until__gte=timezone.now()).exists()
 
 
+def pump_has_work() -> bool:
+    """Batches to send or poll, or finished batches whose costs are still to be read.
+
+    The waiting batches of a run paused by its budget are not work: nothing is sent until someone
+    raises its cap (which wakes the pump), so a pump must not stay up for them.
+    """
+    paused = Q(status=RemoteBatch.Status.WAITING, run__backoff_kind=BackoffKind.BUDGET)
+    return RemoteBatch.objects.unfinished().exclude(paused).exists() or batches_costs_due().exists()
+
+
 # --- Actions: what one claimed batch needs, done off the database thread ------------------------------
 
 
 @dataclass
 class Action:
-    kind: Literal["create", "lookup", "poll"]
+    kind: Literal["create", "lookup", "poll", "costs"]
     batch_id: int
     run_id: int
     attempt: int
@@ -144,6 +174,10 @@ class Action:
     tags: list[str] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     since: datetime | None = None
+    # An evaluator set runs these evaluators instead of the judge; "" project: the judge's own.
+    evaluator_ids: list[str] = field(default_factory=list)
+    project_id: str = ""
+    page_size: int = LOG_PAGE_SIZE
 
 
 class Held(TypedDict):
@@ -157,7 +191,7 @@ class Held(TypedDict):
 @dataclass
 class Outcome:
     action: Action
-    result: BatchCreated | Batch | None = None
+    result: BatchCreated | Batch | list[ExecutionLogRow] | None = None
     error: JudgeError | None = None
 
 
@@ -165,17 +199,31 @@ def perform(api: JudgeAPI, action: Action) -> Outcome:
     try:
         if action.kind == "create":
             created = api.create_batch(
-                action.judge_remote_id,
+                None if action.evaluator_ids else action.judge_remote_id,
                 inputs=action.inputs,
                 tags=action.tags,
                 judge_version_id=action.judge_version_id or None,
+                evaluator_ids=action.evaluator_ids or None,
+                project_id=action.project_id or None,
                 attempt=action.attempt,
             )
             return Outcome(action, created)
         if action.kind == "lookup":
             assert action.since is not None
-            found = api.find_batch_by_tag(judge_id=action.judge_remote_id, tag=action.tag, since=action.since)
+            found = api.find_batch_by_tag(
+                judge_id=None if action.evaluator_ids else action.judge_remote_id,
+                tag=action.tag,
+                since=action.since,
+                project_id=action.project_id or None,
+            )
             return Outcome(action, found)
+        if action.kind == "costs":
+            logs = api.list_execution_logs(
+                batch_execution_id=action.remote_id,
+                page_size=action.page_size,
+                project_id=action.project_id or None,
+            )
+            return Outcome(action, list(logs))
         return Outcome(action, api.get_batch(action.remote_id, attempt=action.attempt))
     except JudgeError as error:
         return Outcome(action, error=error)
@@ -230,7 +278,7 @@ class Pump:
                     worked_since_renew += len(actions)
                     # A full claim may have left more work due right now: go again without waiting.
                     saturated = room > 0 and len(actions) == room
-                if not self.in_progress and (not claiming or not RemoteBatch.objects.unfinished().exists()):
+                if not self.in_progress and (not claiming or not pump_has_work()):
                     return
                 if saturated and self.executor is None:
                     continue
@@ -272,6 +320,11 @@ class Pump:
         sent_at = sent.aggregate(at=Min("next_action_at"))["at"]
         if sent_at is not None:
             times.append(sent_at)
+        costs_at = (
+            batches_costs_due().filter(free).aggregate(at=Min(Coalesce("next_action_at", Value(now))))["at"]
+        )
+        if costs_at is not None:
+            times.append(costs_at)
         room = self.create_room(now)
         if isinstance(room, datetime):
             times.append(room)
@@ -280,7 +333,11 @@ class Pump:
             waiting = (
                 RemoteBatch.objects.filter(status=RemoteBatch.Status.WAITING)
                 .filter(free)
-                .filter(run__in=Run.objects.active().filter(cancel_requested_at=None))
+                .filter(
+                    run__in=Run.objects.active()
+                    .filter(cancel_requested_at=None)
+                    .exclude(backoff_kind=BackoffKind.BUDGET)
+                )
                 .values("run_id", "run__backoff_until")
                 .annotate(at=Min(Coalesce("next_action_at", Value(now))))
             )
@@ -331,6 +388,11 @@ class Pump:
         for batch in batches_claim(sent.order_by("next_action_at"), owner=self.owner, limit=limit):
             actions.append(self.action_for(batch, now=now))
         limit -= len(actions)
+        # Then the costs of finished batches: one log read each, and what the budgets of runs rest on.
+        costs = batches_costs_due(now).order_by("finished_at", "pk")
+        for batch in batches_claim(costs, owner=self.owner, limit=limit):
+            actions.append(self.costs_action(batch))
+            limit -= 1
         room = self.create_room(now)
         if limit <= 0 or room is None or isinstance(room, datetime):
             return actions
@@ -339,6 +401,7 @@ class Pump:
             Run.objects.active()
             .filter(cancel_requested_at=None)
             .filter(Q(backoff_until__isnull=True) | Q(backoff_until__lte=now))
+            .exclude(backoff_kind=BackoffKind.BUDGET)
             .filter(batches__status=RemoteBatch.Status.WAITING)
             .distinct()
             .order_by("created_at", "pk")
@@ -350,13 +413,7 @@ class Pump:
             if run_room <= 0:
                 continue
             waiting = due.filter(run=run, status=RemoteBatch.Status.WAITING).order_by("position")
-            taken = batches_claim(
-                waiting,
-                owner=self.owner,
-                limit=run_room,
-                status=RemoteBatch.Status.SUBMITTING,
-                submitted_at=Coalesce(F("submitted_at"), Value(now)),
-            )
+            taken = self.claim_creates(run, waiting, limit=run_room, now=now)
             if taken and run.status == Run.Status.QUEUED:
                 Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
                     status=Run.Status.RUNNING, started_at=now, change_seq=F("change_seq") + 1
@@ -366,6 +423,34 @@ class Pump:
             limit -= len(taken)
         return actions
 
+    def claim_creates(
+        self, run: Run, waiting: QuerySet[RemoteBatch], *, limit: int, now: datetime
+    ) -> list[RemoteBatch]:
+        """Lease up to `limit` of the run's waiting batches for a create; a capped run, only as many as
+        its budget allows (else it is paused, and sends nothing until the cap is raised)."""
+        claim: dict[str, Any] = {
+            "status": RemoteBatch.Status.SUBMITTING,
+            "submitted_at": Coalesce(F("submitted_at"), Value(now)),
+        }
+        if run.max_cost is None:
+            return batches_claim(waiting, owner=self.owner, limit=limit, **claim)
+        try:
+            with transaction.atomic():
+                # Under the run's lock: two pumps never both count the same room under the cap.
+                lock_run(run.pk)
+                budget = budget_check(run)
+                if budget is None:  # the cap was removed a moment ago
+                    return batches_claim(waiting, owner=self.owner, limit=limit, **claim)
+                sizes = list(waiting.values_list("size", flat=True)[:limit])
+                allowed = budget.fits(sizes)
+                if allowed == 0 and sizes:
+                    if run_budget_pause(run_id=run.pk, budget=budget):
+                        logger.info("run %s: %s (%s)", run.pk, budget.pause_reason, budget.basis)
+                    return []
+                return batches_claim(waiting, owner=self.owner, limit=allowed, **claim)
+        except RowsGone:
+            return []  # deleted since the claim round began
+
     def action_for(self, batch: RemoteBatch, *, now: datetime) -> Action:
         common = {
             "batch_id": batch.pk,
@@ -373,11 +458,26 @@ class Pump:
             "attempt": batch.attempts,
             "judge_remote_id": batch.run.judge.remote_id,
             "tag": batch.tag,
+            "evaluator_ids": list(batch.run.evaluator_ids or []),
+            "project_id": batch.run.project_id,
         }
         if batch.status == RemoteBatch.Status.RUNNING:
             return Action(kind="poll", remote_id=batch.remote_id, **common)  # type: ignore[arg-type]
         since = (batch.submitted_at or now) - LOOKUP_SLACK
         return Action(kind="lookup", since=since, **common)  # type: ignore[arg-type]
+
+    def costs_action(self, batch: RemoteBatch) -> Action:
+        return Action(
+            page_size=log_page_size(batch),
+            kind="costs",
+            batch_id=batch.pk,
+            run_id=batch.run_id,
+            attempt=batch.attempts,
+            judge_remote_id=batch.run.judge.remote_id,
+            tag=batch.tag,
+            remote_id=batch.remote_id,
+            project_id=batch.run.project_id,
+        )
 
     def create_action(self, batch: RemoteBatch) -> Action:
         # Rows cut out of the batch (refused by the judge) are finished and not sent again.
@@ -397,6 +497,8 @@ class Pump:
             tag=batch.tag,
             tags=[batch.tag, *batch.run.tags],
             inputs=[item.example.as_judge_input() for item in items],
+            evaluator_ids=list(batch.run.evaluator_ids or []),
+            project_id=batch.run.project_id,
         )
 
     # --- Applying outcomes --------------------------------------------------------------------------
@@ -425,7 +527,21 @@ class Pump:
         action = outcome.action
         ids = Held(batch_id=action.batch_id, run_id=action.run_id, owner=self.owner)
         if outcome.error is not None:
+            if action.kind == "costs":
+                return self.apply_costs_error(action, outcome.error)
             return self.apply_error(action, outcome.error)
+        if action.kind == "costs":
+            assert isinstance(outcome.result, list)
+            missing = batch_logs_missing(batch_id=action.batch_id, logs=outcome.result)
+            if missing and action.attempt < COST_READ_ATTEMPTS:
+                # A judge may list a batch's logs a little after it reports the batch finished: look
+                # again rather than leave those items' cost unknown for good. The last try keeps what it got.
+                note = JudgeError(
+                    f"The judge listed no execution log yet for {missing} of the batch's items."
+                )
+                logger.info("batch %s: %s", action.tag, note.message)
+                return batch_costs_backed_off(error=note, delay=settings.DOCKET_POLL_MAX_SECONDS, **ids)
+            return batch_costs_recorded(logs=outcome.result, **ids)
         if action.kind == "create":
             assert isinstance(outcome.result, BatchCreated)
             applied = batch_submitted(remote_id=outcome.result.id, **ids)
@@ -511,6 +627,51 @@ class Pump:
             )
         return True
 
+    def apply_costs_error(self, action: Action, error: JudgeError) -> bool:
+        """A log read failed: try again later, or give up and leave the cost unknown. The items are
+        judged already; nothing of the run fails or waits for it."""
+        ids = Held(batch_id=action.batch_id, run_id=action.run_id, owner=self.owner)
+        with transaction.atomic():
+            # A passing throttle is the server asking to wait, not a failed try; a spent quota is one.
+            waited = error.throttled and not is_quota(error)
+            if error.permanent or (action.attempt >= COST_READ_ATTEMPTS and not waited):
+                tries = "" if error.permanent else f" after {action.attempt} tries"
+                message = (
+                    f"Cost unknown: Docket could not read this batch's execution logs{tries}. {error.message}"
+                )
+                applied = batch_costs_given_up(message=message, **ids)
+            else:
+                if is_quota(error):
+                    delay = QUOTA_RETRY_SECONDS
+                else:
+                    delay = backoff_seconds(action.attempt, error.retry_after)
+                applied = batch_costs_backed_off(error=error, delay=delay, **ids)
+            if not applied:
+                return False
+            logger.warning(
+                "batch %s: reading its logs failed (attempt %d): %s",
+                action.tag,
+                action.attempt,
+                error.message,
+            )
+            JudgeApiEvent.objects.create(
+                action="logs",
+                status=error.reason,
+                throttled=error.throttled,
+                message=error.message[:2000],
+                attempt=action.attempt,
+                run_id=action.run_id,
+            )
+        return True
+
+
+def log_page_size(batch: RemoteBatch) -> int:
+    """Enough rows for every log of the batch: one per item, and one per evaluator of each item."""
+    run = batch.run
+    evaluators = len(run.evaluator_ids) if run.evaluator_ids else len(run.judge.evaluators or [])
+    wanted = max(batch.size, 1) * (1 + max(evaluators, len(run.evaluators), 1))
+    return min(max(wanted, LOG_PAGE_SIZE), LOG_PAGE_SIZE_MAX)
+
 
 def next_poll_seconds(batch: RemoteBatch, remote: Batch, *, now: datetime, progressed: bool) -> float:
     """When to look again: at the predicted end of the batch, else a little later than last time."""
@@ -563,6 +724,6 @@ def pump(
     report.actions = worker.actions
     report.seconds = time.monotonic() - started
     # After releasing the slot, so a run created meanwhile is never left without a pump.
-    if requeue and RemoteBatch.objects.unfinished().exists():
+    if requeue and pump_has_work():
         wake_pump()
     return report

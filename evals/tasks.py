@@ -35,11 +35,11 @@ def watchdog() -> None:
 
     from django.utils import timezone
 
-    from evals.models import JudgeApiEvent, RemoteBatch
-    from evals.pump import pump_alive
+    from evals.models import JudgeApiEvent
+    from evals.pump import pump_alive, pump_has_work
     from evals.services.runs import wake_pump
 
-    if RemoteBatch.objects.unfinished().exists() and not pump_alive():
+    if pump_has_work() and not pump_alive():
         wake_pump()
     JudgeApiEvent.objects.filter(at__lt=timezone.now() - timedelta(days=1)).delete()
     watchdog_learn_thresholds()

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from evals.client import Batch, JudgeError
+from evals.client import Batch, ExecutionLogRow, JudgeError
 from evals.models import BackoffKind, Item, RemoteBatch, Run, Score
 from evals.services.runs import bump_change_seq, run_finish_if_done
 
@@ -40,6 +40,8 @@ REMOTE_TO_BATCH = {
     "partial": RemoteBatch.Status.PARTIAL,
     "failed": RemoteBatch.Status.FAILED,
 }
+# A batch the judge ran (some of) and answered for: its execution logs hold what it cost.
+FINISHED_REMOTELY = (RemoteBatch.Status.COMPLETED, RemoteBatch.Status.PARTIAL, RemoteBatch.Status.FAILED)
 KNOWN_BATCH_STATUSES = {"pending", "processing", "running", "queued", *REMOTE_TO_BATCH}
 # A batch status Docket does not know is polled this long (it may be a state that passes), then given up.
 UNKNOWN_STATUS_GRACE = timedelta(minutes=10)
@@ -206,7 +208,8 @@ def batch_polled(
             "unknown_status_since": unknown_since,
         }
         if remote.is_finished:
-            batch_update.update(status=REMOTE_TO_BATCH[remote.status], finished_at=now)
+            # Due at once: what is left to do is reading the batch's costs (batch_costs_recorded).
+            batch_update.update(status=REMOTE_TO_BATCH[remote.status], finished_at=now, next_action_at=now)
         if changed:
             seq = bump_change_seq(run_id)
             for item in changed:
@@ -221,6 +224,7 @@ def batch_polled(
         RemoteBatch.objects.filter(pk=batch_id).update(**batch_update)
         run_backoff_clear(run_id)
         if remote.is_finished:
+            run_budget_recheck(run_id)
             run_finish_if_done(run_id=run_id)
     return Polled(applied=True, completed=completed, learn_thresholds=learn)
 
@@ -333,6 +337,9 @@ def batch_fail(
             finished_at=now,
             lease_until=None,
             lease_owner="",
+            # Reading the costs of what the judge did run of it counts its own tries.
+            attempts=0,
+            next_action_at=now,
         )
         if not applied:
             return False
@@ -351,6 +358,7 @@ def batch_fail(
         Run.objects.filter(pk=run_id).update(
             failed_count=F("failed_count") + failed, last_error=message[:2000]
         )
+        run_budget_recheck(run_id)
         run_finish_if_done(run_id=run_id)
     return True
 
@@ -463,8 +471,177 @@ def batches_cancel(*, run_id: int, batch_id: int | None = None, owner: str | Non
             )
         )
         Run.objects.filter(pk=run_id).update(cancelled_count=F("cancelled_count") + cancelled)
+        run_budget_recheck(run_id)  # a cancelled run waits for no budget
         run_finish_if_done(run_id=run_id)
     return cancelled
+
+
+# --- Costs -------------------------------------------------------------------------------------------
+
+
+def batches_costs_due(now: datetime | None = None) -> QuerySet[RemoteBatch]:
+    """Finished batches whose execution logs are still to be read: the judge ran some of their items.
+
+    With `now`, only those due then and not leased (what the pump may claim). A batch the judge ran
+    nothing of (refused, cancelled, every item failed) has no cost to read and is never due.
+    """
+    ran = Item.objects.filter(batch=OuterRef("pk"), status=Item.Status.COMPLETED).exclude(execution_log_id="")
+    batches = (
+        RemoteBatch.objects.filter(status__in=FINISHED_REMOTELY, logs_fetched_at__isnull=True)
+        .exclude(remote_id="")
+        .filter(Exists(ran))
+    )
+    if now is not None:
+        batches = batches.filter(
+            Q(next_action_at__isnull=True) | Q(next_action_at__lte=now),
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        )
+    return batches
+
+
+def owned_for_costs(batch_id: int, owner: str) -> QuerySet[RemoteBatch]:
+    """The finished batch, if this pump holds its lease and its costs were not recorded yet."""
+    return RemoteBatch.objects.filter(
+        pk=batch_id, lease_owner=owner, status__in=FINISHED_REMOTELY, logs_fetched_at__isnull=True
+    )
+
+
+def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequence[ExecutionLogRow]) -> bool:
+    """Record what a finished batch's execution logs say it cost: items, the batch and the run's totals.
+
+    Each item's cost is its judge-level log's (`id == item.execution_log_id`), its evaluators' costs
+    those of that log's children (`parent_execution_log_id`). Once per batch (`logs_fetched_at`), so a
+    stale or repeated answer adds nothing to the run's totals. An item whose log is missing, or says
+    no cost, stays unknown (None) and is not counted in `cost_items`.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        lock_run(run_id)
+        batch = owned_for_costs(batch_id, owner).select_for_update().first()
+        if batch is None:
+            if not RemoteBatch.objects.filter(pk=batch_id).exists():
+                raise RowsGone
+            return False
+        by_id = {log.id: log for log in logs}
+        children: dict[str, list[ExecutionLogRow]] = {}
+        for log in logs:
+            if log.parent_execution_log_id:
+                children.setdefault(log.parent_execution_log_id, []).append(log)
+        costed: list[Item] = []
+        by_evaluator: dict[str, float] = {}
+        for item in Item.objects.filter(batch_id=batch_id, cost__isnull=True).exclude(execution_log_id=""):
+            evaluator_costs = named_costs(children.get(item.execution_log_id, []))
+            own = by_id.get(item.execution_log_id)
+            cost = own.cost if own is not None else None
+            if cost is None and evaluator_costs:
+                # No judge-level figure (or no judge-level log): what its evaluators cost is the item's.
+                cost = sum(evaluator_costs.values())
+            if cost is None:
+                continue
+            item.cost = cost
+            item.evaluator_costs = evaluator_costs
+            costed.append(item)
+            for name, value in evaluator_costs.items():
+                by_evaluator[name] = by_evaluator.get(name, 0.0) + value
+        total = sum(item.cost for item in costed if item.cost is not None)
+        if costed:
+            seq = bump_change_seq(run_id)
+            for item in costed:
+                item.change_seq = seq
+            Item.objects.bulk_update(costed, ["cost", "evaluator_costs", "change_seq"])
+            run = Run.objects.only("cost_by_evaluator").get(pk=run_id)
+            merged = dict(run.cost_by_evaluator)
+            for name, value in by_evaluator.items():
+                merged[name] = merged.get(name, 0.0) + value
+            update: dict[str, Any] = {
+                "cost_total": F("cost_total") + total,
+                "cost_items": F("cost_items") + len(costed),
+                "cost_by_evaluator": merged,
+            }
+            Run.objects.filter(pk=run_id).update(**update)
+        run_budget_recheck(run_id)
+        RemoteBatch.objects.filter(pk=batch_id).update(
+            logs_fetched_at=now,
+            cost=total if costed else None,
+            attempts=0,
+            lease_until=None,
+            lease_owner="",
+        )
+    return True
+
+
+def batch_logs_missing(*, batch_id: int, logs: Sequence[ExecutionLogRow]) -> int:
+    """How many of the batch's completed items have no judge-level log among `logs`."""
+    listed = {log.id for log in logs}
+    ids = (
+        Item.objects.filter(batch_id=batch_id, status=Item.Status.COMPLETED)
+        .exclude(execution_log_id="")
+        .values_list("execution_log_id", flat=True)
+    )
+    return sum(1 for log_id in ids if log_id not in listed)
+
+
+def named_costs(logs: Sequence[ExecutionLogRow]) -> dict[str, float]:
+    """{evaluator name: cost} of an item's child logs, named as `scores_for` names the item's scores."""
+    costs: dict[str, float] = {}
+    names: set[str] = set()
+    for log in logs:
+        name = log.executed_item_name or "evaluator"
+        suffix = 2
+        while name in names:
+            name = f"{log.executed_item_name} ({suffix})"
+            suffix += 1
+        names.add(name)
+        if log.cost is not None:
+            costs[name[:512]] = log.cost
+    return costs
+
+
+def batch_costs_backed_off(
+    *, batch_id: int, run_id: int, owner: str, error: JudgeError, delay: float
+) -> bool:
+    """Reading the logs failed in a way worth trying again after `delay` seconds. The items stay as
+    they are (completed, cost unknown) and the run does not wait on it: it may even have finished."""
+    now = timezone.now()
+    with transaction.atomic():
+        lock_run(run_id)
+        update: dict[str, Any] = {
+            "next_action_at": now + timedelta(seconds=delay),
+            "lease_until": None,
+            "lease_owner": "",
+        }
+        if error.throttled and not is_quota(error):
+            update["attempts"] = F("attempts") - 1  # the server asked us to wait: not a failed try
+        applied = owned_for_costs(batch_id, owner).update(**update)
+    return bool(applied)
+
+
+def batch_costs_given_up(*, batch_id: int, run_id: int, owner: str, message: str) -> bool:
+    """The logs could not be read: the batch's cost stays unknown, and its last error says why."""
+    now = timezone.now()
+    with transaction.atomic():
+        lock_run(run_id)
+        batch = owned_for_costs(batch_id, owner).select_for_update().first()
+        if batch is None:
+            if not RemoteBatch.objects.filter(pk=batch_id).exists():
+                raise RowsGone
+            return False
+        # A failed batch keeps its own message first: the cost note comes after it.
+        last_error = f"{batch.last_error}\n{message}" if batch.last_error else message
+        RemoteBatch.objects.filter(pk=batch_id).update(
+            logs_fetched_at=now, last_error=last_error[:4000], lease_until=None, lease_owner=""
+        )
+        run_budget_recheck(run_id)
+    return True
+
+
+def run_budget_recheck(run_id: int) -> None:
+    """Lift a budget pause when what it rested on changed (a batch finished, costs came in): the pump
+    asks the budget again before its next create, and pauses the run again, with the new figures, if
+    it must. Inside the caller's transaction, under the run lock."""
+    Run.objects.filter(pk=run_id, backoff_kind=BackoffKind.BUDGET).update(
+        backoff_kind="", backoff_reason="", backoff_until=None, change_seq=F("change_seq") + 1
+    )
 
 
 # --- Back-off -----------------------------------------------------------------------------------------

@@ -346,7 +346,7 @@ def test_thresholds_are_learned_after_waiting_out_a_failing_log_read(
     waits: list[float],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    flaky(monkeypatch, r"/v1/execution-logs/", httpx.Response(502, text="Bad Gateway"), throttled(1))
+    flaky(monkeypatch, r"/v1/execution-logs/[^/]+/$", httpx.Response(502, text="Bad Gateway"), throttled(1))
     dataset = make_dataset(4, response=half_curt)
     code, out, err = run_eval("--dataset", str(dataset.pk), "--judge", SUPPORT_JUDGE, "--wait")
     assert code == 0, err

@@ -529,3 +529,129 @@ def test_patience_never_sends_a_create_again_whose_outcome_is_unknown() -> None:
             "j1", inputs=[{"response": "x"}], tags=["t"]
         )
     assert caught.value.outcome_unknown and len(calls) == 1 and watcher.waits == []
+
+
+# --- Issue 14: evaluator sets, projects, execution logs in bulk -------------------------------------------
+
+
+def test_create_batch_with_an_evaluator_set_sends_evaluator_ids_and_no_judge() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(202, json={"batch_execution_id": "b-2", "status_url": "/v1/x/"})
+
+    api = make_api(handler)
+    # A judge version means nothing without the judge: it is not sent with an evaluator set.
+    api.create_batch(
+        None,
+        inputs=[{"response": "hi"}],
+        tags=["t"],
+        evaluator_ids=["e1", "e2"],
+        judge_version_id="v9",
+        project_id="p-7",
+    )
+    api.create_batch("j1", inputs=[{"response": "hi"}], tags=["t"], project_id="p-7")
+    assert bodies == [
+        {"inputs": [{"response": "hi"}], "tags": ["t"], "evaluator_ids": ["e1", "e2"], "project_id": "p-7"},
+        {"inputs": [{"response": "hi"}], "tags": ["t"], "judge_id": "j1", "project_id": "p-7"},
+    ]
+    # The API takes one of the two: both, or neither, is Docket's mistake and never sent.
+    with pytest.raises(ValueError, match="judge_id or evaluator_ids"):
+        api.create_batch("j1", inputs=[], tags=[], evaluator_ids=["e1"])
+    with pytest.raises(ValueError, match="judge_id or evaluator_ids"):
+        api.create_batch(None, inputs=[], tags=[])
+    assert len(bodies) == 2
+
+
+def test_find_batch_by_tag_of_an_evaluator_set_lists_without_a_judge_filter_in_its_project() -> None:
+    seen: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.params)
+        row = {
+            "batch_execution_id": "b-9",
+            "status": "processing",
+            "total_count": 1,
+            "completed_count": 0,
+            "failed_count": 0,
+            "judge": None,
+            "tags": ["docket:r:3"],
+        }
+        return httpx.Response(200, json={"next": None, "previous": None, "results": [row]})
+
+    from datetime import UTC, datetime
+
+    found = make_api(handler).find_batch_by_tag(
+        judge_id=None, tag="docket:r:3", since=datetime(2026, 12, 1, tzinfo=UTC), project_id="p-7"
+    )
+    assert found is not None and found.id == "b-9"
+    assert "judge_id" not in seen[0] and seen[0]["project_id"] == "p-7"
+
+
+def log_row(
+    log_id: str, *, parent: str | None = None, name: str = "", cost: float | None = None
+) -> dict[str, Any]:
+    """An ExecutionLogList row with every S1 field."""
+    return {
+        "id": log_id,
+        "created_at": "2026-12-02T05:00:00Z",
+        "execution_type": "evaluator" if parent else "judge",
+        "executed_item_id": f"id-{name}" if name else None,
+        "executed_item_name": name,
+        "executed_item_version_id": None,
+        "score": 0.5,
+        "cost": cost,
+        "request_preview": "",
+        "response_preview": "",
+        "tags": ["docket:r:0"],
+        "user_id": "u-1",
+        "session_id": "",
+        "owner": {"email": "a@b.c", "full_name": "A"},
+        "project_id": None,
+        "parent_execution_log_id": parent,
+        "llm_output": None,
+        "variables": None,
+        "evaluation_context": None,
+    }
+
+
+def test_list_execution_logs_pages_by_cursor_and_sends_filters_by_their_api_names() -> None:
+    seen: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/execution-logs/"
+        seen.append(request.url.params)
+        if request.url.params.get("cursor") == "p2":
+            rows = [log_row("c-1", parent="l-1", name="Relevance", cost=0.002)]
+            return httpx.Response(200, json={"next": None, "previous": None, "results": rows})
+        return httpx.Response(
+            200,
+            json={
+                "next": f"{BASE}/v1/execution-logs/?cursor=p2&batch_execution_id=b-1",
+                "previous": None,
+                "results": [log_row("l-1", cost=0.003)],
+            },
+        )
+
+    logs = list(
+        make_api(handler).list_execution_logs(
+            batch_execution_id="b-1", page_size=400, project_id=None, has_session_id=False, tags=["a", "b"]
+        )
+    )
+    assert [(log.id, log.parent_execution_log_id, log.executed_item_name, log.cost) for log in logs] == [
+        ("l-1", None, "", 0.003),
+        ("c-1", "l-1", "Relevance", 0.002),
+    ]
+    assert (
+        logs[1].execution_type == "evaluator" and logs[1].tags == ("docket:r:0",) and logs[1].user_id == "u-1"
+    )
+    first = dict(seen[0])
+    # None is left out; booleans and lists are spelled as the API reads them.
+    assert first == {
+        "page_size": "400",
+        "batch_execution_id": "b-1",
+        "has_session_id": "false",
+        "tags": "a,b",
+    }
+    assert seen[1]["cursor"] == "p2"
