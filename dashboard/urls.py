@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("dashboard.views.reviews")),
     path("", include("dashboard.views.calibration")),
     path("", include("dashboard.views.noise")),
+    path("", include("dashboard.views.budget")),
     path("", include("dashboard.views.datasets")),
     path("", include("dashboard.views.judges")),
     path("", include("dashboard.views.ops")),

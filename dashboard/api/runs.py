@@ -29,11 +29,12 @@ from dashboard.http import ROW_NUMBER_MAX
 from evals.client import JudgeError
 from evals.models import MAX_BATCH_SIZE, Dataset, Item, Judge, Run
 from evals.selectors import ResultsQuery, results_cursor_fits, results_page
+from evals.services.costs import CostError, run_budget_raise
 from evals.services.export import CONTENT_TYPES, export_filename, export_stream
 from evals.services.judges import JudgeLookupError, judge_find
 from evals.services.retention import run_delete
 from evals.services.runs import RunError, run_cancel, run_create, run_retry, run_retry_plan, validate_tags
-from evals.services.stats import EvaluatorStats, run_statistics
+from evals.services.stats import EvaluatorStats, run_cost, run_statistics
 
 router = Router()
 
@@ -43,6 +44,7 @@ Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Limit = Annotated[
     int, Field(ge=1, le=PAGE_MAX, description=f"Rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT}).")
 ]
+PositiveCost = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # Run.Status's values, spelled out for the schema (a test holds them to the model's choices).
 RunStatus = Literal["queued", "running", "completed", "partial", "failed", "cancelled"]
 
@@ -100,6 +102,24 @@ class RunOut(Schema):
     counts: Counts
     evaluator_names: list[str]
     evaluators: list[EvaluatorOut] = Field(description="Per evaluator statistics; empty in lists.")
+    evaluator_ids: list[str] = Field(
+        description="The evaluator set the run sends (remote evaluator ids); empty: the whole judge."
+    )
+    project_id: str = Field(
+        description='The judge API project of its batches and logs; "": the judge\'s own.'
+    )
+    cost_total: float = Field(
+        description="What the run has cost so far, in the judge's currency, from its execution logs."
+    )
+    cost_items: int = Field(description="Items whose cost is known (`cost_total` covers these).")
+    cost_per_item: float | None = Field(
+        description="`cost_total` / `cost_items`; null until a cost is known."
+    )
+    cost_by_evaluator: dict[str, float] = Field(description="What each evaluator has cost so far.")
+    max_cost: float | None = Field(description="The spending cap; null: none.")
+    budget_paused: bool = Field(
+        description="Nothing new is sent: the cap is reached. POST /runs/{id}/budget/ raises or removes it."
+    )
 
 
 class RunPage(Schema):
@@ -157,6 +177,10 @@ class ItemOut(Schema):
     turns: list[Any] | None
     metadata: dict[str, Any]
     scores: list[ScoreOut]
+    cost: float | None = Field(
+        description="What judging the item cost; null until its batch's logs are read."
+    )
+    evaluator_costs: dict[str, float] | None = Field(description="Each evaluator's share of `cost`.")
 
 
 class ItemPage(Schema):
@@ -176,6 +200,22 @@ class RunIn(Schema):
     thresholds: dict[Text, Threshold] = Field(
         default_factory=dict, description="Pass thresholds by evaluator name; they override the judge's."
     )
+    evaluator_ids: Annotated[list[Text], Field(max_length=100)] | None = Field(
+        None,
+        description="An evaluator set instead of the whole judge: the judge's evaluators, by id or name.",
+    )
+    project_id: Text | None = Field(
+        None, max_length=64, description="The judge API project; default: the server's SCORABLE_PROJECT_ID."
+    )
+    max_cost: PositiveCost | None = Field(
+        None, description="A spending cap in the judge's currency; null: none. Default: the server's."
+    )
+
+
+class BudgetIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    max_cost: PositiveCost | None = Field(description="The new cap; null removes it.")
 
 
 class RunFilters(Schema):
@@ -242,6 +282,7 @@ def _evaluator(stats: EvaluatorStats) -> dict[str, Any]:
 def run_out(request: HttpRequest, run: Run, *, statistics: bool = True) -> dict[str, Any]:
     """The Run document; `statistics=False` for lists, which would otherwise aggregate every run's scores."""
     evaluators = run_statistics(run=run).evaluators if statistics else []
+    cost = run_cost(run)
     return {
         "id": run.pk,
         "name": run.name,
@@ -261,6 +302,14 @@ def run_out(request: HttpRequest, run: Run, *, statistics: bool = True) -> dict[
         "counts": _counts(run),
         "evaluator_names": list(run.evaluators),
         "evaluators": [_evaluator(stats) for stats in evaluators],
+        "evaluator_ids": [str(value) for value in run.evaluator_ids or []],
+        "project_id": run.project_id,
+        "cost_total": cost.total,
+        "cost_items": cost.items,
+        "cost_per_item": cost.per_item,
+        "cost_by_evaluator": cost.by_evaluator,
+        "max_cost": run.max_cost,
+        "budget_paused": cost.budget_paused,
     }
 
 
@@ -287,6 +336,8 @@ def _item(item: Item, order: dict[str, int]) -> dict[str, Any]:
             {"evaluator": score.evaluator_name, "score": score.score, "justification": score.justification}
             for score in scores
         ],
+        "cost": item.cost,
+        "evaluator_costs": item.evaluator_costs if isinstance(item.evaluator_costs, dict) else None,
     }
 
 
@@ -385,6 +436,15 @@ def create_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
         tags = validate_tags(payload.tags)
     except RunError as exc:
         raise _invalid("tags", str(exc)) from exc
+    # Only what the request gave: run_create's own defaults (the settings) stand for the rest.
+    options: dict[str, Any] = {}
+    if payload.evaluator_ids is not None:
+        # By id or by name; none, or every one, is the whole judge (run_create decides, as for the form).
+        options["evaluator_ids"] = payload.evaluator_ids
+    if payload.project_id is not None:
+        options["project_id"] = payload.project_id.strip()
+    if "max_cost" in payload.model_fields_set:
+        options["max_cost"] = payload.max_cost
     try:
         run = run_create(
             dataset=dataset,
@@ -394,10 +454,33 @@ def create_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
             tags=tags,
             batch_size=payload.batch_size,
             threshold_overrides=payload.thresholds,
+            **options,
         )
     except RunError as exc:
-        raise Problem(422, str(exc)) from exc
+        field = getattr(exc, "field", None)
+        raise Problem(
+            422, str(exc), errors=[{"field": field, "message": str(exc)}] if field else None
+        ) from exc
     return Status(201, run_out(request, run))
+
+
+@router.post(
+    "/runs/{int:run_id}/budget/",
+    response={200: RunOut, **errors(403, 404, 409, 422)},
+    summary="Raise or remove a run's spending cap",
+)
+def set_budget(request: HttpRequest, run_id: int, payload: BudgetIn) -> dict[str, Any]:
+    """A run paused by its cap resumes. 422 for a cap below what the run has spent; 409 once it has finished."""
+    run = _run(run_id, "judge")
+    if run.is_finished:
+        raise Problem(409, f"Run {run.pk} has finished ({run.status}): a cap no longer applies.")
+    try:
+        run_budget_raise(run=run, max_cost=payload.max_cost)
+    except CostError as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        raise _invalid("max_cost", message) from exc
+    run.refresh_from_db()
+    return run_out(request, run)
 
 
 @router.get(

@@ -92,6 +92,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/runs/{}/reviews/export.jsonl"): Operation(
         "calibration_set_jsonl", "Export the reviewed items as JSON lines", "Review and calibration"
     ),
+    # Issue 14: spending caps.
+    ("post", "/runs/{}/budget/"): Operation("run_budget", "Raise or remove a run's spending cap", "Runs"),
 }
 
 # Why each problem status happens, for the docs; ninja would only say "Unauthorized".

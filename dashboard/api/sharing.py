@@ -37,6 +37,7 @@ class CompareSide(Schema):
     status: str
     dataset: CompareDataset
     judge: str
+    evaluator_ids: list[str] = Field(description="The run's evaluator set; empty: the whole judge.")
 
 
 class CompareKeys(Schema):
@@ -70,6 +71,18 @@ class CompareEvaluator(Schema):
     reviewed_b: int = Field(0, description="Pairs whose B score carries a human review (with `corrected`).")
 
 
+class CompareCost(Schema):
+    """Each run's cost per item over its own costed items (the judge's currency), and B - A."""
+
+    per_item_a: float | None
+    per_item_b: float | None
+    per_item_change: float | None = Field(description="B - A; null unless both are known.")
+    total_a: float
+    total_b: float
+    items_a: int = Field(description="Items of A whose cost is known.")
+    items_b: int = Field(description="Items of B whose cost is known.")
+
+
 class CompareOut(Schema):
     a: CompareSide
     b: CompareSide
@@ -86,6 +99,7 @@ class CompareOut(Schema):
         description="Both runs were read with human corrections (the `corrected` parameter)."
     )
     warnings: list[str]
+    cost: CompareCost
 
 
 def _compared_run(raw: str, field: str) -> Run:

@@ -77,3 +77,11 @@ def get_item(mapping: Any, key: Any) -> Any:
     if not mapping:
         return None
     return mapping.get(key)
+
+
+@register.filter
+def money(value: Any) -> str:
+    """A cost as Docket writes every cost: "$12.50", "$0.0123", "—" when unknown."""
+    from evals.services.costs import format_cost
+
+    return format_cost(None if value in (None, "") else float(value))

@@ -7,7 +7,9 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from evals.client import JudgeError
+from evals.models import Judge, Run
 from evals.services.judges import judge_refresh, judges_for_current_api, judges_sync
+from evals.services.runs import custom_inputs, format_money, judge_inputs
 
 
 def judge_list(request: HttpRequest) -> HttpResponse:
@@ -48,11 +50,31 @@ def judge_detail(request: HttpRequest, pk: int) -> HttpResponse:
             judge = judge_refresh(judge=judge)
         except JudgeError as exc:
             refresh_error = exc.message
+    cost_per_item, cost_basis = _cost_per_item(judge)
     return render(
         request,
         "dashboard/judge_detail.html",
-        {"judge": judge, "refresh_error": refresh_error, "runs": judge.runs.select_related("dataset")[:10]},
+        {
+            "judge": judge,
+            "refresh_error": refresh_error,
+            "runs": judge.runs.select_related("dataset")[:10],
+            "inputs": judge_inputs(judge),
+            "custom_inputs": custom_inputs(judge),
+            "cost_per_item": cost_per_item,
+            "cost_basis": cost_basis,
+            "cost_per_item_text": format_money(cost_per_item),
+        },
     )
+
+
+def _cost_per_item(judge: Judge) -> tuple[float | None, str]:
+    """The judge's recent cost per item, as the run form estimates it."""
+    try:
+        from evals.services.costs import cost_per_item_estimate
+    except ImportError:
+        return None, ""
+    # An unsaved run of the whole judge: the estimate reads its judge's recent runs.
+    return cost_per_item_estimate(Run(judge=judge, evaluators=judge.evaluator_names))
 
 
 urlpatterns = [

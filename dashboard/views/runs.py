@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Sum
@@ -24,8 +25,11 @@ from evals.models import Dataset, Item, Judge, RemoteBatch, Run
 from evals.selectors import ResultsQuery, items_with_details, metadata_values, results_count, results_page
 from evals.services.retention import run_delete, run_deletion_plan
 from evals.services.runs import (
+    UNSET,
     RetryPlan,
     RunError,
+    Unset,
+    clean_max_cost,
     run_cancel,
     run_chain,
     run_create,
@@ -34,6 +38,7 @@ from evals.services.runs import (
     run_retry_plan,
     run_root,
 )
+from evals.services.stats import run_cost
 
 # The session key that makes the run page show "Run started" in its live header until the run ends.
 STARTED_KEY = "docket_run_started"
@@ -61,17 +66,24 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
-    initial: dict[str, Any] = {}
     source = request.POST if request.method == "POST" else request.GET
-    for key in ("dataset", "judge"):
-        if source.get(key):
-            initial[key] = source.get(key)
+    initial: dict[str, Any] = {key: source.get(key) for key in RUN_FORM_KEYS if source.get(key) is not None}
+    if "evaluators" in source:
+        initial["evaluators"] = source.getlist("evaluators")
     form = RunForm(request.POST or None, initial=initial)
-    preflight = None
     dataset, judge, batch_size = _chosen(source)
+    max_cost = _max_cost(source)
+    preflight = None
     if dataset and judge:
-        preflight = run_preflight(dataset=dataset, judge=judge, batch_size=batch_size)
+        preflight = run_preflight(
+            dataset=dataset,
+            judge=judge,
+            batch_size=batch_size,
+            evaluator_ids=_ticked(source, judge),
+            max_cost=settings.DOCKET_DEFAULT_MAX_COST if isinstance(max_cost, Unset) else max_cost,
+        )
     error = ""
+    refused = False
     if request.method == "POST" and form.is_valid():
         try:
             run = run_create(
@@ -82,9 +94,18 @@ def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
                 tags=form.cleaned_data["tags"],
                 judge_version_id=form.cleaned_data["judge_version_id"],
                 batch_size=form.cleaned_data["batch_size"],
+                evaluator_ids=form.cleaned_data["evaluators"],
+                # A field the form did not send gets the default; an emptied one means none.
+                project_id=form.cleaned_data["project_id"] if "project_id" in request.POST else None,
+                max_cost=form.cleaned_data["max_cost"] if "max_cost" in request.POST else UNSET,
             )
         except RunError as exc:
-            error = str(exc)
+            refused = True
+            field = RUN_ERROR_FIELDS.get(exc.field)
+            if field:
+                form.add_error(field, str(exc))
+            else:
+                error = str(exc)
         else:
             request.session[STARTED_KEY] = run.pk
             return redirect("run_detail", pk=run.pk)
@@ -95,9 +116,36 @@ def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         template,
-        {"form": form, "preflight": preflight, "error": error, "no_datasets": no_datasets},
-        status=400 if error else 200,
+        {
+            "form": form,
+            "preflight": preflight,
+            "error": error,
+            "no_datasets": no_datasets,
+            "oob": bool(request.htmx),
+            # The checkboxes are swapped only when they belong to another judge: swapping them on every
+            # change would take the focus from the box just ticked.
+            "swap_evaluators": bool(request.htmx)
+            and source.get("evaluators_for", "") != str(judge.pk if judge else ""),
+        },
+        # A refused start is a 400; a form with a field to fix is shown again, as before issue 14.
+        status=400 if error or refused else 200,
     )
+
+
+# The form's fields a GET (the summary's refresh, or the no-JS "Update the summary") carries over.
+RUN_FORM_KEYS = (
+    "dataset",
+    "judge",
+    "name",
+    "tags",
+    "judge_version_id",
+    "batch_size",
+    "project_id",
+    "max_cost",
+    "evaluators_for",
+)
+# RunError.field -> the form field it is about.
+RUN_ERROR_FIELDS = {"evaluator_ids": "evaluators", "project_id": "project_id", "max_cost": "max_cost"}
 
 
 def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
@@ -113,6 +161,24 @@ def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
     except ValueError:
         batch_size = 100
     return dataset, pick(Judge, "judge"), batch_size
+
+
+def _ticked(source: Any, judge: Judge) -> list[str] | None:
+    """The evaluators ticked for this judge; None (the whole judge) when the boxes shown were another's."""
+    if source.get("evaluators_for", "") != str(judge.pk):
+        return None
+    return source.getlist("evaluators")
+
+
+def _max_cost(source: Any) -> float | None | Unset:
+    """The cap typed in the form for the summary's comparison: UNSET when none was sent, None when
+    emptied or not a positive number (the form names the problem when it is submitted)."""
+    if "max_cost" not in source:
+        return UNSET
+    try:
+        return clean_max_cost(float(source.get("max_cost") or "nan")) if source.get("max_cost") else None
+    except (RunError, ValueError):
+        return None
 
 
 # --- The run page and its live endpoint ----------------------------------------------------------------
@@ -184,6 +250,8 @@ def live_context(
     return {
         "access": access,
         "run": run,
+        # What the run cost so far and its cap: the header's cost line.
+        "cost": run_cost(run),
         "rate": rate,
         "eta": eta,
         "elapsed": elapsed,

@@ -12,12 +12,15 @@ TURNS = "turns"
 SYSTEM_PROMPT = "system_prompt"
 # Not sent to the judge: the row's identity, which pairs it with the same row of another upload (compare).
 KEY = "key"
+# Sent with the row and copied by the judge onto its execution log, where logs can be filtered by them.
+USER_ID = "user_id"
+SESSION_ID = "session_id"
 METADATA = "metadata"
 IGNORE = "ignore"
 
-FIELDS = (REQUEST, RESPONSE, CONTEXTS, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY)
+FIELDS = (REQUEST, RESPONSE, CONTEXTS, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY, USER_ID, SESSION_ID)
 # Fields that take exactly one column; contexts may merge several.
-SINGLE_FIELDS = (REQUEST, RESPONSE, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY)
+SINGLE_FIELDS = (REQUEST, RESPONSE, EXPECTED_OUTPUT, TURNS, SYSTEM_PROMPT, KEY, USER_ID, SESSION_ID)
 CHOICES = (*FIELDS, METADATA, IGNORE)
 
 FIELD_LABELS = {
@@ -28,6 +31,8 @@ FIELD_LABELS = {
     TURNS: "turns",
     SYSTEM_PROMPT: "system prompt",
     KEY: "key (pairs rows across uploads)",
+    USER_ID: "user id (copied onto the judge's log)",
+    SESSION_ID: "session id (copied onto the judge's log)",
     METADATA: "metadata (keep)",
     IGNORE: "ignore",
 }
@@ -83,6 +88,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "question_id",
         "record_id",
     ),
+    # Only names that cannot mean anything else: a column called "user" may hold the user's message.
+    USER_ID: ("user_id", "userid", "end_user_id"),
+    SESSION_ID: ("session_id", "sessionid", "conversation_id", "thread_id"),
 }
 
 # context_1, context 2, passage3, documents_4 ...: merged into contexts in column order.

@@ -23,13 +23,17 @@ from evals.ingest.mapping import (
     METADATA,
     REQUEST,
     RESPONSE,
+    SESSION_ID,
     SYSTEM_PROMPT,
     TURNS,
+    USER_ID,
 )
 from evals.ingest.readers import ROW, JsonProblem, ReadSpec, Record, Table, loads_checked
 
 # The judge API's limits (docs/scorable-api.md): these two fields take at most 3,500,000 characters.
 MAX_LONG_TEXT = 3_500_000
+# user_id and session_id: at most 255 characters each (BatchExecutionInputRequest, scorable 1.15).
+MAX_ID_LENGTH = 255
 TURN_ROLES = ("user", "assistant", "tool")
 # The fields of the SDK's MessageTurnRequest (scorable 1.15), the shape every turn is checked to.
 TURN_KEYS = ("role", "content", "contexts", "tool_calls", "tool_call_id")
@@ -90,6 +94,7 @@ class RowChecker:
         self.expected, self.turns = single(EXPECTED_OUTPUT), single(TURNS)
         self.system = single(SYSTEM_PROMPT)
         self.key = single(KEY)
+        self.user_id, self.session_id = single(USER_ID), single(SESSION_ID)
         self.contexts = [column for column in columns if field_of[column] == CONTEXTS]
         self.metadata = [column for column in columns if field_of[column] == METADATA]
         self.known = set(columns)
@@ -104,6 +109,8 @@ class RowChecker:
         self._i_turns = index.get(self.turns) if self.turns else None
         self._i_system = index.get(self.system) if self.system else None
         self._i_key = index.get(self.key) if self.key else None
+        self._i_user_id = index.get(self.user_id) if self.user_id else None
+        self._i_session_id = index.get(self.session_id) if self.session_id else None
         self._i_contexts = [(column, index[column]) for column in self.contexts]
         self._i_metadata = [(column, index[column]) for column in self.metadata]
 
@@ -159,7 +166,13 @@ class RowChecker:
         request = cells[self._i_request] if self._i_request is not None else ""
         metadata = {column: cells[position] for column, position in self._i_metadata}
         key = cells[self._i_key] if self._i_key is not None else ""
-        return ParsedRow(line, request, response, contexts, expected, None, system, metadata, key)
+        user_id = cells[self._i_user_id] if self._i_user_id is not None else ""
+        session_id = cells[self._i_session_id] if self._i_session_id is not None else ""
+        if len(user_id) > MAX_ID_LENGTH or len(session_id) > MAX_ID_LENGTH:
+            return None
+        return ParsedRow(
+            line, request, response, contexts, expected, None, system, metadata, key, user_id, session_id
+        )
 
     def _check_cells(self, line: int, cells: list[Any]) -> ParsedRow | InvalidRow:
         if self.strict_width and len(cells) == self.width:
@@ -204,6 +217,16 @@ class RowChecker:
             if self._i_key is not None
             else ""
         )
+        user_id = (
+            self._id(cells[self._i_user_id], columns[self._i_user_id], line, problems)
+            if self._i_user_id is not None
+            else ""
+        )
+        session_id = (
+            self._id(cells[self._i_session_id], columns[self._i_session_id], line, problems)
+            if self._i_session_id is not None
+            else ""
+        )
         contexts: list[str] = []
         for column, position in self._i_contexts:
             contexts.extend(self._contexts(cells[position], column, line, problems))
@@ -219,7 +242,19 @@ class RowChecker:
                 problems.append(Problem(line, column, _NUL_REASON))
             metadata[column] = value
         return self._finish(
-            line, request, response, contexts, expected, turns, system, metadata, problems, cells, key
+            line,
+            request,
+            response,
+            contexts,
+            expected,
+            turns,
+            system,
+            metadata,
+            problems,
+            cells,
+            key,
+            user_id,
+            session_id,
         )
 
     def _check_object(self, line: int, values: dict[str, Any]) -> ParsedRow | InvalidRow:
@@ -234,6 +269,10 @@ class RowChecker:
         system = self._text(values.get(self.system), self.system, line, problems) if self.system else ""
         # A JSON key may be a number (17): it is the same key as the text "17" in a CSV of the same rows.
         row_key = self._key(values.get(self.key), self.key, line, problems) if self.key else ""
+        user_id = self._id(values.get(self.user_id), self.user_id, line, problems) if self.user_id else ""
+        session_id = (
+            self._id(values.get(self.session_id), self.session_id, line, problems) if self.session_id else ""
+        )
         contexts: list[str] = []
         for column in self.contexts:
             contexts.extend(self._contexts(values.get(column), column, line, problems))
@@ -261,7 +300,19 @@ class RowChecker:
                 self.extra_columns.setdefault(key, None)
                 metadata[key] = value
         return self._finish(
-            line, request, response, contexts, expected, turns, system, metadata, problems, values, row_key
+            line,
+            request,
+            response,
+            contexts,
+            expected,
+            turns,
+            system,
+            metadata,
+            problems,
+            values,
+            row_key,
+            user_id,
+            session_id,
         )
 
     def _finish(
@@ -277,6 +328,8 @@ class RowChecker:
         problems: list[Problem],
         values: Any,
         key: str = "",
+        user_id: str = "",
+        session_id: str = "",
     ) -> ParsedRow | InvalidRow:
         if (not response or response.isspace()) and not turns and not problems:
             if self.response:
@@ -292,7 +345,9 @@ class RowChecker:
             problems.append(Problem(line, self.system or ROW, _too_long(len(system))))
         if problems:
             return InvalidRow(line, problems, values)
-        return ParsedRow(line, request, response, contexts, expected, turns, system, metadata, key)
+        return ParsedRow(
+            line, request, response, contexts, expected, turns, system, metadata, key, user_id, session_id
+        )
 
     @staticmethod
     def _text(value: Any, column: str, line: int, problems: list[Problem]) -> str:
@@ -321,6 +376,21 @@ class RowChecker:
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         return cls._text(value, column, line, problems)
+
+    @classmethod
+    def _id(cls, value: Any, column: str, line: int, problems: list[Problem]) -> str:
+        """A user or session id: text (a number is read as the key is) of at most 255 characters."""
+        text = cls._key(value, column, line, problems)
+        if len(text) > MAX_ID_LENGTH:
+            problems.append(
+                Problem(
+                    line,
+                    column,
+                    f"is {len(text):,} characters long; the judge API takes ids of at most {MAX_ID_LENGTH}",
+                )
+            )
+            return ""
+        return text
 
     @staticmethod
     def _contexts(value: Any, column: str, line: int, problems: list[Problem]) -> list[str]:

@@ -22,6 +22,10 @@ corrected score of the review that counts (the most recently changed one, `human
 gave one, else the judge's; it passes when that review says pass. Reviews are few: each run's human
 verdicts are read once, in one query, and applied to the rows as they stream past.
 
+Cost per item is each run's own (`evals.services.stats.run_cost`: its cost over the items whose cost
+the judge's logs gave), with the difference B - A; runs made with different evaluator sets (or one with
+a set and one with the whole judge) are flagged, as their costs and scores measure different things.
+
 Both runs' items are read in pairing order, each with every shared evaluator's score, and merged in
 one streamed pass that sums as it goes and keeps only the largest drops (or one page of pairs):
 comparing two 100,000-item runs holds no list of items or scores in memory.
@@ -41,8 +45,15 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Collate
 
 from evals.models import Example, Item, Review, Run, Score, turns_before_last_answer
+from evals.services.costs import format_cost
 from evals.services.reviews import HumanVerdict, human_verdicts
-from evals.services.stats import MeanInterval, interval_from_deviations
+from evals.services.stats import (
+    MeanInterval,
+    RunCost,
+    format_cost_change,
+    interval_from_deviations,
+    run_cost,
+)
 
 EPSILON = 1e-9
 DROPS_SHOWN = 25
@@ -174,6 +185,34 @@ class RunComparison:
     warnings: list[str]
     # Both sides read with human corrections (reviewed scores as the people said).
     corrected: bool = False
+    cost_a: RunCost | None = None
+    cost_b: RunCost | None = None
+
+    @property
+    def cost_per_item_a(self) -> float | None:
+        return self.cost_a.per_item if self.cost_a else None
+
+    @property
+    def cost_per_item_b(self) -> float | None:
+        return self.cost_b.per_item if self.cost_b else None
+
+    @property
+    def cost_per_item_change(self) -> float | None:
+        """B's cost per item minus A's; None unless both are known."""
+        a, b = self.cost_per_item_a, self.cost_per_item_b
+        return b - a if a is not None and b is not None else None
+
+    @property
+    def cost_labels(self) -> dict[str, str]:
+        return {
+            "a": format_cost(self.cost_per_item_a),
+            "b": format_cost(self.cost_per_item_b),
+            "change": format_cost_change(self.cost_per_item_change),
+        }
+
+    @property
+    def cost_known(self) -> bool:
+        return self.cost_per_item_a is not None or self.cost_per_item_b is not None
 
     @property
     def only_a(self) -> int:
@@ -457,9 +496,20 @@ def _compare(
         overrides={name: value for name, value in overrides.items() if name in names},
         warnings=[],
         corrected=corrected,
+        cost_a=run_cost(a),
+        cost_b=run_cost(b),
     )
     comparison.warnings.extend(_warnings(comparison))
     return comparison
+
+
+def _evaluator_set(run: Run) -> str:
+    """ "every evaluator of <judge>" (the whole judge), or "2 chosen evaluators: Politeness, Concision"."""
+    if not run.evaluator_ids:
+        return f"every evaluator of {run.judge.name}"
+    count = len(run.evaluator_ids)
+    names = ", ".join(run.evaluators) if run.evaluators else ", ".join(map(str, run.evaluator_ids))
+    return f"{_plural(count, 'chosen evaluator')}: {names}"
 
 
 def _plural(count: int, word: str, plural: str = "") -> str:
@@ -488,6 +538,11 @@ def _warnings(comparison: RunComparison) -> list[str]:
             f"The runs were judged by different versions of {a.judge.name} "
             f"({a.judge_version_id or 'latest'} and {b.judge_version_id or 'latest'}): "
             "a difference may come from the judge rather than from the responses."
+        )
+    if set(a.evaluator_ids or []) != set(b.evaluator_ids or []):
+        warnings.append(
+            f"The runs used different evaluator sets (A: {_evaluator_set(a)}; B: {_evaluator_set(b)}): "
+            "costs and scores may differ for that reason alone."
         )
     if comparison.evaluators_only_a or comparison.evaluators_only_b:
         parts = []
@@ -583,6 +638,7 @@ def comparison_as_dict(comparison: RunComparison) -> dict[str, Any]:
             "status": run.status,
             "dataset": {"id": run.dataset_id, "name": run.dataset.name},
             "judge": run.judge.name,
+            "evaluator_ids": list(run.evaluator_ids or []),
         }
 
     return {
@@ -624,6 +680,15 @@ def comparison_as_dict(comparison: RunComparison) -> dict[str, Any]:
         "regression": comparison.regression,
         "warnings": comparison.warnings,
         "corrected": comparison.corrected,
+        "cost": {
+            "per_item_a": comparison.cost_per_item_a,
+            "per_item_b": comparison.cost_per_item_b,
+            "per_item_change": comparison.cost_per_item_change,
+            "total_a": comparison.cost_a.total if comparison.cost_a else 0.0,
+            "total_b": comparison.cost_b.total if comparison.cost_b else 0.0,
+            "items_a": comparison.cost_a.items if comparison.cost_a else 0,
+            "items_b": comparison.cost_b.items if comparison.cost_b else 0,
+        },
     }
 
 

@@ -21,6 +21,11 @@ before. Who reviewed and what they wrote go with the internal ids: a share link 
 export keeps the human label and score). With `corrected` the file says so in its name and each score
 also carries its value with human corrections (`<name> corrected score`, `corrected_score`): the
 reviewer's corrected score where the review that counts gave one, else the judge's.
+
+Cost. Once the judge's logs gave the run (or, in the latest-verdict view, one of its retries) a cost,
+each row carries what it cost: CSV columns `cost` (the item) and `<name> cost` (each evaluator's share);
+in JSON Lines `cost` per record and `cost` inside each score. Empty (null) where the item's cost is not
+known. A run with no known cost exports exactly as before.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ FIXED_COLUMNS = (
 REVIEW_COLUMNS = ("human label", "human score", "reviewer", "review comment")
 # ...and the score with human corrections, when asked for.
 CORRECTED_COLUMN = "corrected score"
+# What the item cost, and each evaluator's share, once the run has a known cost.
+COST_COLUMN = "cost"
 # What a share link may not see of a review: who wrote it, and what they wrote (it may quote the text).
 PRIVATE_REVIEW_COLUMNS = ("reviewer", "review comment")
 PRIVATE_REVIEW_KEYS = ("reviewer", "comment")
@@ -80,9 +87,13 @@ def neutralise(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
-def evaluator_headers(name: str, *, reviews: bool = False, corrected: bool = False) -> list[str]:
-    """One evaluator's columns: score and justification, then the corrected score and the review."""
+def evaluator_headers(
+    name: str, *, reviews: bool = False, corrected: bool = False, costs: bool = False
+) -> list[str]:
+    """One evaluator's columns: score and justification, its cost, then the corrected score and the review."""
     headers = [f"{name} score", f"{name} justification"]
+    if costs:
+        headers.append(f"{name} {COST_COLUMN}")
     if corrected:
         headers.append(f"{name} {CORRECTED_COLUMN}")
     if reviews:
@@ -91,12 +102,14 @@ def evaluator_headers(name: str, *, reviews: bool = False, corrected: bool = Fal
 
 
 def metadata_headers(
-    run: Run, evaluators: list[str], *, reviews: bool = False, corrected: bool = False
+    run: Run, evaluators: list[str], *, reviews: bool = False, corrected: bool = False, costs: bool = False
 ) -> list[tuple[str, str]]:
     """(metadata column, CSV header): the column's own name unless it would clash with another header."""
     taken = set(FIXED_COLUMNS)
+    if costs:
+        taken.add(COST_COLUMN)
     for name in evaluators:
-        taken.update(evaluator_headers(name, reviews=reviews, corrected=corrected))
+        taken.update(evaluator_headers(name, reviews=reviews, corrected=corrected, costs=costs))
     return [
         (column, f"metadata.{column}" if column in taken else column)
         for column in run.dataset.metadata_columns
@@ -104,16 +117,25 @@ def metadata_headers(
 
 
 def export_headers(
-    run: Run, visibility: Visibility = ALL, *, reviews: bool = False, corrected: bool = False
+    run: Run,
+    visibility: Visibility = ALL,
+    *,
+    reviews: bool = False,
+    corrected: bool = False,
+    costs: bool = False,
 ) -> list[str]:
-    """The CSV header; `reviews`: the run has reviews (their columns), `corrected`: the corrected scores."""
+    """The CSV header; `reviews`: the run has reviews (their columns), `corrected`: the corrected scores,
+    `costs`: the run has a known cost (the item's and each evaluator's)."""
     evaluators = list(run.evaluators)
     headers = list(FIXED_COLUMNS)
+    if costs:
+        headers.append(COST_COLUMN)
     headers += [
-        header for _, header in metadata_headers(run, evaluators, reviews=reviews, corrected=corrected)
+        header
+        for _, header in metadata_headers(run, evaluators, reviews=reviews, corrected=corrected, costs=costs)
     ]
     for name in evaluators:
-        headers += evaluator_headers(name, reviews=reviews, corrected=corrected)
+        headers += evaluator_headers(name, reviews=reviews, corrected=corrected, costs=costs)
     hidden = hidden_columns(run, visibility)
     return [header for header in headers if header not in hidden]
 
@@ -160,6 +182,12 @@ def export_has_reviews(run: Run, query: ResultsQuery) -> bool:
     return Review.objects.filter(run_id__in=runs).exists()
 
 
+def export_has_costs(run: Run, query: ResultsQuery) -> bool:
+    """Whether the judge's logs gave a cost to any item the export may hold (the run's totals say so)."""
+    runs = run_chain(run) if query.latest else [run.pk]
+    return Run.objects.filter(pk__in=runs, cost_items__gt=0).exists()
+
+
 def export_filename(run: Run, fmt: str, *, query: ResultsQuery | None = None, corrected: bool = False) -> str:
     """A file name safe in any Content-Disposition header and any file system: ASCII, no quotes."""
     slug = slugify(run.name)[:60].strip("-")
@@ -194,8 +222,10 @@ def _record(
     *,
     verdicts: dict[tuple[int, str], HumanVerdict] | None = None,
     corrected: bool = False,
+    costs: bool = False,
 ) -> dict[str, Any]:
-    """One item as a JSON Lines record; `verdicts` (the run has reviews): each score's review too."""
+    """One item as a JSON Lines record; `verdicts` (the run has reviews): each score's review too;
+    `costs`: what the item cost, and each evaluator's share."""
     example = item.example
     scores = {score.evaluator_name: score for score in item.scores.all()}
     # Prefetched scores point back at their item: a reference cycle that only the garbage collector
@@ -203,7 +233,10 @@ def _record(
     getattr(item, "_prefetched_objects_cache", {}).clear()
     # Evaluators the run did not list up front (rare: added as seen) still get their columns in JSONL.
     names = evaluators + sorted(name for name in scores if name not in evaluators)
-    return {
+    verdicts_by_name: dict[str, dict[str, Any]] = {
+        name: _verdict(item, name, scores, verdicts, corrected=corrected) for name in names
+    }
+    record: dict[str, Any] = {
         "position": item.position + 1,
         "key": example.key,
         "request": example.request,
@@ -216,8 +249,14 @@ def _record(
         "error": item.error_message,
         "execution_log_id": item.execution_log_id,
         "metadata": {column: (example.metadata or {}).get(column) for column, _ in metadata},
-        "scores": {name: _verdict(item, name, scores, verdicts, corrected=corrected) for name in names},
+        "scores": verdicts_by_name,
     }
+    if costs:
+        record["cost"] = item.cost
+        shares = item.evaluator_costs if isinstance(item.evaluator_costs, dict) else {}
+        for name, entry in verdicts_by_name.items():
+            entry["cost"] = shares.get(name)
+    return record
 
 
 def _verdict(
@@ -260,6 +299,7 @@ def _csv_row(
     *,
     reviews: bool = False,
     corrected: bool = False,
+    costs: bool = False,
 ) -> list[Any]:
     row: list[Any] = [
         record["position"],
@@ -275,11 +315,15 @@ def _csv_row(
         _csv_cell(record["error"]),
         _csv_cell(record["execution_log_id"]),
     ]
+    if costs:
+        row.append(_csv_cell(record.get("cost")))
     row += [_csv_cell(record["metadata"].get(column)) for column, _ in metadata]
     for name in evaluators:
         verdict = record["scores"].get(name) or {}
         row.append(_csv_cell(verdict.get("score")))
         row.append(_csv_cell(verdict.get("justification", "")))
+        if costs:
+            row.append(_csv_cell(verdict.get("cost")))
         if corrected:
             row.append(_csv_cell(verdict.get("corrected_score")))
         if reviews:
@@ -297,11 +341,13 @@ def export_stream(run: Run, query: ResultsQuery, *, fmt: str, corrected: bool = 
         raise ExportError(f'Unknown format "{fmt}": choose csv or jsonl.')
     evaluators = list(run.evaluators)
     reviews = export_has_reviews(run, query)
+    costs = export_has_costs(run, query)
     shape = _Shape(
         evaluators=evaluators,
-        metadata=metadata_headers(run, evaluators, reviews=reviews, corrected=corrected),
+        metadata=metadata_headers(run, evaluators, reviews=reviews, corrected=corrected, costs=costs),
         reviews=reviews,
         corrected=corrected,
+        costs=costs,
     )
     return _csv_stream(run, query, shape) if fmt == "csv" else _jsonl_stream(run, query, shape)
 
@@ -314,6 +360,7 @@ class _Shape:
     metadata: list[tuple[str, str]]
     reviews: bool
     corrected: bool
+    costs: bool = False
 
 
 def _records(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[dict[str, Any]]:
@@ -321,7 +368,7 @@ def _records(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[dict[str,
     items = results_iter(run, query)
     if not shape.reviews and not shape.corrected:
         for item in items:
-            yield _record(item, shape.evaluators, shape.metadata)
+            yield _record(item, shape.evaluators, shape.metadata, costs=shape.costs)
         return
     chunk: list[Item] = []
     for item in items:
@@ -341,19 +388,25 @@ def _chunk_records(items: list[Item], shape: _Shape) -> Iterator[dict[str, Any]]
             shape.metadata,
             verdicts=verdicts if shape.reviews else None,
             corrected=shape.corrected,
+            costs=shape.costs,
         )
 
 
 def _csv_stream(run: Run, query: ResultsQuery, shape: _Shape) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    headers = export_headers(run, reviews=shape.reviews, corrected=shape.corrected)
+    headers = export_headers(run, reviews=shape.reviews, corrected=shape.corrected, costs=shape.costs)
     hidden = hidden_columns(run, query.visibility)
     kept = [index for index, header in enumerate(headers) if header not in hidden]
     writer.writerow([neutralise(headers[index]) for index in kept])
     for rows, record in enumerate(_records(run, query, shape), start=1):
         row = _csv_row(
-            record, shape.evaluators, shape.metadata, reviews=shape.reviews, corrected=shape.corrected
+            record,
+            shape.evaluators,
+            shape.metadata,
+            reviews=shape.reviews,
+            corrected=shape.corrected,
+            costs=shape.costs,
         )
         writer.writerow([row[index] for index in kept])
         if rows % ROWS_PER_CHUNK == 0:

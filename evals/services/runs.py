@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import math
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from evals.client import JudgeError
+from evals.ingest.mapping import normalize
 from evals.models import MAX_BATCH_SIZE, Dataset, Example, Item, Judge, RemoteBatch, Run
 from evals.services.judges import judge_refresh
 
+# The judge inputs a batch row can carry (BatchExecutionInputRequest, scorable 1.15). A judge may declare
+# others (variables of its scoring criteria, e.g. `product_name`): no batch input has a field for them.
 INPUT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
 MAX_TAG_LENGTH = 200
 RESERVED_TAG_PREFIX = "docket:"
@@ -23,7 +29,143 @@ WRITE_CHUNK = 2_000
 
 
 class RunError(Exception):
-    """A run that cannot be started or changed; the message is for the user."""
+    """A run that cannot be started or changed; the message is for the user, `field` names the input
+    at fault when one is ("evaluator_ids", "project_id", "max_cost"; "" otherwise)."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unset(enum.Enum):
+    """`max_cost=UNSET`: the run gets the default cap (or its source run's), unlike None, no cap."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """One input a judge declares. `standard`: a batch row can carry it; a custom one it cannot."""
+
+    name: str
+    type: str
+    standard: bool
+
+
+def judge_inputs(judge: Judge) -> list[JudgeInput]:
+    """The judge's declared inputs, the standard ones first (in the API's order), then the custom ones."""
+    found = []
+    for name, spec in judge.inputs.items():
+        spec = spec if isinstance(spec, dict) else {}
+        kind = str(spec.get("type") or "string")
+        items = spec.get("items")
+        if isinstance(items, dict) and items.get("type"):
+            kind = f"{kind} of {items['type']}"
+        found.append(JudgeInput(name=name, type=kind, standard=name in INPUT_FIELDS))
+    standard = sorted((i for i in found if i.standard), key=lambda i: INPUT_FIELDS.index(i.name))
+    return standard + sorted((i for i in found if not i.standard), key=lambda i: i.name)
+
+
+def custom_inputs(judge: Judge) -> list[str]:
+    return [entry.name for entry in judge_inputs(judge) if not entry.standard]
+
+
+@dataclass(frozen=True)
+class CustomInput:
+    """A judge input no batch row can carry, and the dataset column that looks like it ("" if none)."""
+
+    name: str
+    column: str = ""
+
+
+@dataclass(frozen=True)
+class EvaluatorSet:
+    """The evaluators a run sends: `ids` is [] for the whole judge; `names` in the judge's order."""
+
+    ids: list[str]
+    names: list[str]
+
+    @property
+    def whole_judge(self) -> bool:
+        return not self.ids
+
+
+def evaluator_set(*, judge: Judge, chosen: Sequence[str] | None) -> EvaluatorSet:
+    """The judge's evaluators that `chosen` names, by remote id or by name (any case).
+
+    Nothing chosen, or every evaluator chosen, is the whole judge: the run then sends the judge itself,
+    as a run without a set does. Raises RunError (field "evaluator_ids") for a name the judge lacks.
+    """
+    evaluators = [e for e in judge.evaluators if isinstance(e, dict)]
+    wanted = [str(entry).strip() for entry in chosen or () if str(entry).strip()]
+    picked: set[int] = set()
+    for entry in wanted:
+        index = next((i for i, e in enumerate(evaluators) if str(e.get("id") or "") == entry), None)
+        if index is None:
+            index = next(
+                (
+                    i
+                    for i, e in enumerate(evaluators)
+                    if str(e.get("name") or "").casefold() == entry.casefold()
+                ),
+                None,
+            )
+        if index is None:
+            listed = ", ".join(str(e.get("name") or e.get("id")) for e in evaluators) or "none"
+            raise RunError(
+                f'"{entry[:80]}" is not an evaluator of {judge.name} (its evaluators: {listed}).',
+                field="evaluator_ids",
+            )
+        picked.add(index)
+    names = [str(e.get("name") or "") for e in evaluators]
+    if not picked or len(picked) == len(evaluators):
+        return EvaluatorSet(ids=[], names=names)
+    chosen_evaluators = [evaluators[i] for i in sorted(picked)]
+    nameless = [str(e.get("name") or "") for e in chosen_evaluators if not e.get("id")]
+    if nameless:
+        raise RunError(
+            f"The judge API gave no id for {', '.join(nameless)}: sync the judges, then choose again.",
+            field="evaluator_ids",
+        )
+    return EvaluatorSet(
+        ids=[str(e["id"]) for e in chosen_evaluators],
+        names=[str(e.get("name") or "") for e in chosen_evaluators],
+    )
+
+
+def clean_project_id(value: str, *, from_settings: bool = False) -> str:
+    """A judge API project id in its normal form ("" = the judge's own project); RunError if not a UUID."""
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        where = " (SCORABLE_PROJECT_ID)" if from_settings else ""
+        raise RunError(
+            f'Project id{where} "{value[:80]}" is not a UUID; project ids look like '
+            "0f8fad5b-d9cb-469f-a165-70867728950e.",
+            field="project_id",
+        ) from None
+
+
+def clean_max_cost(value: float | None, *, from_settings: bool = False) -> float | None:
+    """A spending cap: a number above 0, or None for no cap."""
+    if value is None:
+        return None
+    where = " (DOCKET_DEFAULT_MAX_COST)" if from_settings else ""
+    try:
+        cap = float(value)
+    except (TypeError, ValueError):
+        raise RunError(f"The spending cap{where} must be a number.", field="max_cost") from None
+    if not math.isfinite(cap) or cap <= 0:
+        raise RunError(
+            f"The spending cap{where} must be more than $0; leave it empty for no cap.", field="max_cost"
+        )
+    return cap
 
 
 @dataclass(frozen=True)
@@ -38,10 +180,52 @@ class Preflight:
     partial_inputs: dict[str, int] = field(default_factory=dict)
     estimated_seconds: float | None = None
     estimate_basis: str = ""
+    # An evaluator set: the remote ids sent instead of the judge ([] = the whole judge).
+    evaluator_ids: list[str] = field(default_factory=list)
+    # Inputs the judge declares beyond INPUT_FIELDS: sent nowhere, since no batch input can carry them.
+    custom_inputs: list[CustomInput] = field(default_factory=list)
+    # Spending: rows x cost per item, or None with the reason in cost_basis.
+    cost_per_item: float | None = None
+    estimated_cost: float | None = None
+    cost_basis: str = ""
+    max_cost: float | None = None
+
+    @property
+    def evaluator_set(self) -> bool:
+        return bool(self.evaluator_ids)
 
     @property
     def blocked(self) -> bool:
-        return bool(self.missing_inputs) or self.rows == 0
+        # With an evaluator set a missing input only warns: the judge API does not say which of the
+        # judge's evaluators reads which input, and the chosen ones may not need it.
+        return (bool(self.missing_inputs) and not self.evaluator_set) or self.rows == 0
+
+    @property
+    def over_cap(self) -> bool:
+        return (
+            self.max_cost is not None
+            and self.estimated_cost is not None
+            and self.estimated_cost > self.max_cost
+        )
+
+    @property
+    def estimated_cost_text(self) -> str:
+        return format_money(self.estimated_cost)
+
+    @property
+    def cost_per_item_text(self) -> str:
+        return format_money(self.cost_per_item)
+
+    @property
+    def max_cost_text(self) -> str:
+        return format_money(self.max_cost) if self.max_cost is not None else "no cap"
+
+    @property
+    def items_within_cap(self) -> int | None:
+        """About how many items the cap pays for, when the estimate passes it."""
+        if not self.over_cap or not self.cost_per_item or self.max_cost is None:
+            return None
+        return int(self.max_cost // self.cost_per_item)
 
 
 def dataset_input_counts(dataset: Dataset) -> dict[str, int]:
@@ -57,10 +241,21 @@ def dataset_input_counts(dataset: Dataset) -> dict[str, int]:
     return counts
 
 
-def run_preflight(*, dataset: Dataset, judge: Judge, batch_size: int = MAX_BATCH_SIZE) -> Preflight:
+def run_preflight(
+    *,
+    dataset: Dataset,
+    judge: Judge,
+    batch_size: int = MAX_BATCH_SIZE,
+    evaluator_ids: Sequence[str] | None = None,
+    max_cost: float | None = None,
+) -> Preflight:
+    """What a run would do, before it starts. `evaluator_ids` the form offered but the judge no longer
+    has are left out rather than refused: run_create refuses them."""
     rows = dataset.examples.count()
     counts = dataset_input_counts(dataset) if rows else dict.fromkeys(INPUT_FIELDS, 0)
-    required = judge.required_inputs
+    known = {str(e.get("id")) for e in judge.evaluators if isinstance(e, dict) and e.get("id")}
+    chosen = evaluator_set(judge=judge, chosen=[i for i in evaluator_ids or () if i in known])
+    required = [name for name in judge.required_inputs if name in INPUT_FIELDS]
     # A judge input the dataset has in no row at all blocks the run: every item would fail.
     missing = [name for name in required if name in counts and counts[name] == 0]
     # Turns can stand in for request/response (the judge reads the conversation).
@@ -68,17 +263,53 @@ def run_preflight(*, dataset: Dataset, judge: Judge, batch_size: int = MAX_BATCH
         missing = [name for name in missing if name not in ("request", "response")]
     partial = {name: rows - counts[name] for name in required if name in counts and 0 < counts[name] < rows}
     estimated, basis = _estimate_seconds(judge=judge, rows=rows)
+    per_item, cost_basis = _cost_per_item(judge=judge, chosen=chosen)
     return Preflight(
         rows=rows,
         batches=math.ceil(rows / batch_size) if rows else 0,
         batch_size=batch_size,
-        evaluators=judge.evaluator_names,
+        evaluators=chosen.names,
         required_inputs=required,
         missing_inputs=missing,
         partial_inputs=partial,
         estimated_seconds=estimated,
         estimate_basis=basis,
+        evaluator_ids=chosen.ids,
+        custom_inputs=[
+            CustomInput(name=name, column=_column_like(dataset, name)) for name in custom_inputs(judge)
+        ],
+        cost_per_item=per_item,
+        estimated_cost=rows * per_item if per_item is not None else None,
+        cost_basis=cost_basis,
+        max_cost=max_cost,
     )
+
+
+def _column_like(dataset: Dataset, name: str) -> str:
+    """A column of the dataset named like a custom input (kept as metadata: no batch input takes it)."""
+    wanted = normalize(name)
+    return next((column for column in dataset.columns if normalize(str(column)) == wanted), "")
+
+
+def _cost_per_item(*, judge: Judge, chosen: EvaluatorSet) -> tuple[float | None, str]:
+    """What one item will cost: the judge's recent cost per item, or for an evaluator set what its
+    evaluators cost per item (evals.services.costs); None with the reason when nothing is known."""
+    try:
+        # Imported here: costs.py builds on the pump and on this module.
+        from evals.services.costs import cost_per_item_estimate
+    except ImportError:
+        return None, "cost estimates are not available in this version of Docket"
+    # An unsaved run: the estimate reads its judge's recent runs and, for a set, its evaluators' costs.
+    return cost_per_item_estimate(Run(judge=judge, evaluators=chosen.names, evaluator_ids=chosen.ids))
+
+
+def format_money(value: float | None) -> str:
+    """A cost as every page shows it ("$12.50", "$0.0123", "$0.000123"), or "unknown"."""
+    try:
+        from evals.services.costs import format_cost
+    except ImportError:
+        return "unknown" if value is None else f"${value:,.4f}"
+    return format_cost(value)
 
 
 def _estimate_seconds(*, judge: Judge, rows: int) -> tuple[float | None, str]:
@@ -129,17 +360,45 @@ def run_create(
     threshold_overrides: Mapping[str, float] | None = None,
     noise_of: Run | None = None,
     noise_repeat: int = 0,
+    evaluator_ids: Sequence[str] | None = None,
+    project_id: str | None = None,
+    max_cost: float | None | Unset = UNSET,
 ) -> Run:
     """Create a run with one item per example and its remote batches, then wake the pump.
 
     `threshold_overrides` ({evaluator: value}) are this run's pass thresholds for good, over the judge's.
     `noise_of`/`noise_repeat`: this run is repeat r of a noise check of that run (evals.services.noise).
+    `evaluator_ids`: an evaluator set (remote ids or names of the judge's evaluators); None or all of
+    them is the whole judge. `project_id`: the judge API project ("" = the judge's own), by default
+    SCORABLE_PROJECT_ID. `max_cost`: the spending cap (None = none), by default DOCKET_DEFAULT_MAX_COST.
+
+    A retry or a noise check re-judges rows of a source run, so unless told otherwise it takes the
+    source's evaluator set and project (the verdicts must be comparable) and its cap: a cap bounds
+    what one run may spend, and a retry or a repeat sends no more rows than its source did. (The
+    alternative, what is left of the source's cap, can be nothing and would start a run that can
+    send nothing.)
     """
     if dataset.status != Dataset.Status.READY:
         raise RunError(f'Dataset "{dataset.name}" is not ready yet ({dataset.get_status_display().lower()}).')
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise RunError(f"Batch size must be between 1 and {MAX_BATCH_SIZE}.")
     tags = validate_tags(tags)
+    source = retry_of or noise_of
+    if evaluator_ids is None and source is not None:
+        evaluator_ids = source.evaluator_ids
+    if project_id is None:
+        project_id = (
+            source.project_id
+            if source is not None
+            else clean_project_id(str(settings.SCORABLE_PROJECT_ID or ""), from_settings=True)
+        )
+    project_id = clean_project_id(project_id)
+    if isinstance(max_cost, Unset):
+        if source is not None:
+            max_cost = source.max_cost
+        else:
+            max_cost = clean_max_cost(settings.DOCKET_DEFAULT_MAX_COST, from_settings=True)
+    max_cost = clean_max_cost(max_cost)
     judge_version_id = judge_version_id.strip()
     if not judge_version_id:
         # Pin the judge's current version so every batch of the run is judged alike.
@@ -148,11 +407,15 @@ def run_create(
             with contextlib.suppress(JudgeError):
                 judge = judge_refresh(judge=judge)
         judge_version_id = judge.version_id
+    # After the refresh above: the set is checked against the judge's evaluators as they are now.
+    chosen = evaluator_set(judge=judge, chosen=evaluator_ids)
     if examples is None:
-        preflight = run_preflight(dataset=dataset, judge=judge, batch_size=batch_size)
+        preflight = run_preflight(
+            dataset=dataset, judge=judge, batch_size=batch_size, evaluator_ids=chosen.ids
+        )
         if preflight.rows == 0:
             raise RunError(f'Dataset "{dataset.name}" has no rows.')
-        if preflight.missing_inputs:
+        if preflight.blocked:
             names = ", ".join(f'"{name}"' for name in preflight.missing_inputs)
             raise RunError(f"The judge needs {names}, which no row of this dataset has. Map a column to it.")
         examples = dataset.examples.all()
@@ -172,10 +435,13 @@ def run_create(
             total_count=len(positions),
             created_by=user,
             retry_of=retry_of,
-            evaluators=judge.evaluator_names,
+            evaluators=chosen.names,
             threshold_overrides=dict(threshold_overrides or {}),
             noise_of=noise_of,
             noise_repeat=noise_repeat,
+            evaluator_ids=chosen.ids,
+            project_id=project_id,
+            max_cost=max_cost,
         )
         batches = RemoteBatch.objects.bulk_create(
             RemoteBatch(run=run, position=index, size=len(positions[start : start + batch_size]))

@@ -26,20 +26,31 @@ plain ones over the scores' index.
 
 How many scores people reviewed, and how many of the judge's verdicts they turned over, are counted
 from the reviews (a few hundred rows, not the run's scores), in either mode.
+
+Cost. The pump adds each batch's cost, read from the judge's execution logs, to the run's totals
+(`Run.cost_total`, `cost_items`: the items whose cost is known, `cost_by_evaluator`); nothing here reads
+an item. Over the items whose cost is known (a batch whose logs could not be read adds nothing):
+
+    cost per item                  cost_total / cost_items
+    an evaluator's cost per item   cost_by_evaluator[name] / cost_items
+    an evaluator's cost per pass   its cost per item / its pass rate (what each passing score costs)
+
+The latest-verdict view adds up the run and its retries: every verdict in view was paid for by one of them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from evals.models import Review, Run, Score
+from evals.models import BackoffKind, Item, RemoteBatch, Review, Run, Score
+from evals.services.costs import format_cost
 from evals.services.reviews import corrected_value, human_label, human_verdicts
 from evals.services.runs import run_chain, run_items_merged
 
@@ -126,6 +137,94 @@ def t_quantile(p: float, df: float) -> float:
         else:
             high = middle
     return (low + high) / 2.0
+
+
+# --- Cost ------------------------------------------------------------------------------------------
+
+
+def format_cost_change(value: float | None) -> str:
+    """A difference of costs with its sign, written as `format_cost` writes costs: "+$0.0012", "−$0.0012"."""
+    if value is None or value == 0:
+        return format_cost(value)
+    return ("+" if value > 0 else "−") + format_cost(abs(value))
+
+
+def _per(total: float | None, count: int | float | None) -> float | None:
+    return total / count if total is not None and count else None
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run cost so far, over the items whose cost the judge's logs gave (see the module's docstring)."""
+
+    total: float
+    items: int
+    by_evaluator: dict[str, float]
+    max_cost: float | None = None
+    budget_paused: bool = False
+
+    @property
+    def known(self) -> bool:
+        return self.items > 0
+
+    @property
+    def per_item(self) -> float | None:
+        return _per(self.total, self.items)
+
+    def evaluator_per_item(self, name: str) -> float | None:
+        return _per(self.by_evaluator.get(name), self.items)
+
+    @property
+    def total_label(self) -> str:
+        return format_cost(self.total)
+
+    @property
+    def per_item_label(self) -> str:
+        return format_cost(self.per_item)
+
+    @property
+    def max_cost_label(self) -> str:
+        return format_cost(self.max_cost) if self.max_cost is not None else "no cap"
+
+
+def run_cost(run: Run, *, latest: bool = False) -> RunCost:
+    """The run's cost totals; with `latest`, the run's and its retries' together (their verdicts are in view)."""
+    paused = run.backoff_kind == BackoffKind.BUDGET and not run.is_finished
+    if not latest:
+        return RunCost(
+            total=float(run.cost_total or 0.0),
+            items=int(run.cost_items or 0),
+            by_evaluator={str(k): float(v) for k, v in (run.cost_by_evaluator or {}).items()},
+            max_cost=run.max_cost,
+            budget_paused=paused,
+        )
+    total, items = 0.0, 0
+    by_evaluator: dict[str, float] = {}
+    for cost_total, cost_items, per_evaluator in Run.objects.filter(pk__in=run_chain(run)).values_list(
+        "cost_total", "cost_items", "cost_by_evaluator"
+    ):
+        total += float(cost_total or 0.0)
+        items += int(cost_items or 0)
+        for name, value in (per_evaluator or {}).items():
+            by_evaluator[str(name)] = by_evaluator.get(str(name), 0.0) + float(value)
+    return RunCost(
+        total=total, items=items, by_evaluator=by_evaluator, max_cost=run.max_cost, budget_paused=paused
+    )
+
+
+def run_waits_for_cap(run: Run) -> bool:
+    """Paused by its spending cap with nothing out: only a person raising the cap will move it on.
+
+    While a batch is in flight, or finished with its logs not read yet, the pause may lift by itself
+    (its cost becomes known and may fit); a command that waits must not give up then.
+    """
+    if not (run.backoff_kind == BackoffKind.BUDGET and not run.is_finished):
+        return False
+    out = RemoteBatch.objects.filter(run=run).filter(
+        Q(status__in=[RemoteBatch.Status.SUBMITTING, RemoteBatch.Status.RUNNING])
+        | Q(logs_fetched_at__isnull=True, items__status=Item.Status.COMPLETED)
+    )
+    return not out.exists()
 
 
 # --- Summaries ---------------------------------------------------------------------------------------
@@ -234,10 +333,25 @@ class EvaluatorStats:
     changed: int = 0
     # True: the figures above read each reviewed score as the people said (see the module's docstring).
     corrected: bool = False
+    # What the evaluator cost per item whose cost is known; None until a cost is known.
+    cost_per_item: float | None = None
 
     @property
     def n(self) -> int:
         return self.interval.n
+
+    @property
+    def cost_per_pass(self) -> float | None:
+        """What each passing score costs: the cost per item over the pass rate (None without a pass)."""
+        return _per(self.cost_per_item, self.pass_rate)
+
+    @property
+    def cost_per_item_label(self) -> str:
+        return format_cost(self.cost_per_item)
+
+    @property
+    def cost_per_pass_label(self) -> str:
+        return format_cost(self.cost_per_pass)
 
     @property
     def mean(self) -> float | None:
@@ -260,6 +374,7 @@ class RunStatistics:
     evaluators: list[EvaluatorStats]
     slice_column: str | None
     corrected: bool = False
+    cost: RunCost = field(default_factory=lambda: RunCost(total=0.0, items=0, by_evaluator={}))
 
     @property
     def reviews(self) -> int:
@@ -319,22 +434,22 @@ def run_statistics(
     tallies = review_tallies(
         run, latest=latest, thresholds={name: threshold for name, (threshold, _) in chosen.items()}
     )
+    cost = run_cost(run, latest=latest)
     evaluators = []
     for name in run.evaluators:
         threshold, source = chosen[name]
-        evaluators.append(
-            evaluator_statistics(
-                run,
-                name,
-                latest=latest,
-                threshold=threshold,
-                threshold_source=source,
-                items=items,
-                slice_column=slice_column,
-                corrected=corrected,
-                tally=tallies.get(name),
-            )
+        stats = evaluator_statistics(
+            run,
+            name,
+            latest=latest,
+            threshold=threshold,
+            threshold_source=source,
+            items=items,
+            slice_column=slice_column,
+            corrected=corrected,
+            tally=tallies.get(name),
         )
+        evaluators.append(replace(stats, cost_per_item=cost.evaluator_per_item(name)))
     return RunStatistics(
         run=run,
         latest=latest,
@@ -342,6 +457,7 @@ def run_statistics(
         evaluators=evaluators,
         slice_column=slice_column,
         corrected=corrected,
+        cost=cost,
     )
 
 

@@ -19,7 +19,7 @@ from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db
 
-# The contract's operations (issues 12 and 13), written out rather than read from OPERATIONS, so
+# The contract's operations (issues 12, 13 and 14), written out rather than read from OPERATIONS, so
 # dropping a line from the table (or an endpoint from a router) fails here.
 CONTRACT = {
     "GET /judges/",
@@ -48,6 +48,8 @@ CONTRACT = {
     "GET /runs/{}/calibration/",
     "GET /runs/{}/reviews/export.csv",
     "GET /runs/{}/reviews/export.jsonl",
+    # Issue 14: spending caps.
+    "POST /runs/{}/budget/",
 }
 
 

@@ -300,14 +300,16 @@ def test_item_previous_and_next_follow_the_view_it_was_opened_from(logged_in: Cl
     assert f'rel="next" href="/runs/{run.pk}/items/{items[5].pk}/?sort=position"' in rows
 
 
-def test_item_cost_says_what_the_judge_api_says_of_its_unit(logged_in: Client) -> None:
+def test_item_cost_from_a_fetched_log_is_shown_in_dollars_and_says_where_it_came_from(
+    logged_in: Client,
+) -> None:
     run = hand_run()
     item = run.items.get(position=0)
     item.log_detail = {"cost": 0.0123, "model": "m-1", "model_call_duration": 1.5, "evaluator_latencies": []}
     item.save(update_fields=["log_detail"])
     body = text_of(logged_in.get(f"/runs/{run.pk}/items/{item.pk}/"))
-    # The judge API's documentation gives no currency for cost (docs/scorable-api.md): Docket names none.
-    assert re.search(r"0\.0123\d*</span> <span[^>]*>currency not stated by the judge API</span>", body)
+    # Costs are in the judge's currency, shown with a "$" as issue 14 (and Scorable's app) does.
+    assert re.search(r"\$0\.0123</span> <span[^>]*>from the fetched execution log</span>", body)
 
 
 # --- The execution log, fetched on demand -------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Exit status: 0; 1 when a mean score is under --fail-under; 2 for usage or validation errors, and
 when the judge API refuses a request or still fails after evals.client.RETRY_BUDGET_SECONDS of waiting
-(a throttle, a 5xx, a timeout is waited out, saying so on standard error).
+(a throttle, a 5xx, a timeout is waited out, saying so on standard error), and with --wait when the run
+stopped at its spending cap (it waits for someone to raise the cap: it will not finish by itself).
+The summary opens with what the run cost (from the judge's execution logs).
 The last line of standard output is always `run <id>: <status>` once a run exists.
 """
 
@@ -15,10 +17,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evals.client import JudgeAPI, JudgeError, Patience
-from evals.models import Dataset, Judge, Run, Score
+from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
 from evals.pump import pump, pump_alive
+from evals.services.costs import format_cost
 from evals.services.judges import JudgeLookupError, judge_find, judge_refresh
 from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
+from evals.services.stats import run_cost, run_waits_for_cap
 from evals.services.thresholds import run_thresholds_learn
 
 PROGRESS_EVERY = 5.0
@@ -72,6 +76,13 @@ class Command(BaseCommand):
         run = self.retry(options) if options["retry"] is not None else self.start(options)
         if options["wait"]:
             run = self.wait(run)
+        stuck = options["wait"] and run_waits_for_cap(run)
+        if stuck:
+            self.stdout.write(self.cost_line(run))
+            self.stderr.write(
+                f"{run.backoff_reason or 'Paused: budget reached'}. Run {run.pk} sends nothing more until its "
+                f"cap is raised or removed (its page, or POST /api/v1/runs/{run.pk}/budget/)."
+            )
         code = self.summarise(
             run,
             fail_under=options["fail_under"],
@@ -79,6 +90,8 @@ class Command(BaseCommand):
             threshold=options["threshold"],
         )
         self.stdout.write(f"run {run.pk}: {run.status}")
+        if stuck:
+            code = 2
         if code:
             raise SystemExit(code)
 
@@ -109,9 +122,10 @@ class Command(BaseCommand):
             )
         except RunError as exc:
             raise CommandError(str(exc), returncode=2) from exc
+        cap = f", spending at most {format_cost(run.max_cost)}" if run.max_cost is not None else ""
         self.stdout.write(
             f"run {run.pk} started: {run.total_count} items of dataset {dataset.pk} ({dataset.name}) "
-            f"judged by {judge.name}, in {run.batches.count()} remote batches"
+            f"judged by {judge.name}, in {run.batches.count()} remote batches{cap}"
         )
         return run
 
@@ -167,7 +181,8 @@ class Command(BaseCommand):
             if now - last_report >= PROGRESS_EVERY or run.is_finished:
                 self.stdout.write(self.progress_line(run))
                 last_report = now
-            if run.is_finished:
+            # A run stopped by its spending cap waits for a person: waiting here would never end.
+            if run.is_finished or run_waits_for_cap(run):
                 return run
             if now - started >= WORKER_GRACE and not pump_alive():
                 self.stdout.write("no worker is running: working the run in this process")
@@ -202,6 +217,8 @@ class Command(BaseCommand):
             # No worker ran the learning task (this command worked the run itself): learn here.
             with self.judge_api() as api:
                 run_thresholds_learn(run=run, api=api)
+        # Before the table, whose last row stays just above the status line.
+        self.stdout.write(self.cost_line(run))
         self.stdout.write(f"{'evaluator':<32} {'n':>7} {'mean':>6} {'min':>6} {'threshold':>16} {'pass':>5}")
         failing = []
         for name, mean, n in run.evaluator_means:
@@ -219,3 +236,27 @@ class Command(BaseCommand):
         for line in failing:
             self.stderr.write(line)
         return 1 if failing else 0
+
+    @staticmethod
+    def cost_line(run: Run) -> str:
+        """What the run cost, from the judge's execution logs (read per batch, after it finishes)."""
+        cost = run_cost(run)
+        # A batch's logs are read just after it finishes, so the last ones may still be on their way.
+        unread = (
+            RemoteBatch.objects.filter(
+                run=run, logs_fetched_at__isnull=True, items__status=Item.Status.COMPLETED
+            )
+            .distinct()
+            .count()
+        )
+        later = (
+            f"; the logs of {unread} batch{'es' if unread != 1 else ''} are still to be read"
+            if unread
+            else ""
+        )
+        if not cost.known:
+            return f"cost: not known yet{later}"
+        return (
+            f"cost: {cost.total_label} for {cost.items:,} item{'s' if cost.items != 1 else ''} "
+            f"({cost.per_item_label} per item){later}"
+        )
