@@ -27,7 +27,7 @@ from dashboard.api.core import (
 )
 from dashboard.http import ROW_NUMBER_MAX
 from evals.client import JudgeError
-from evals.models import MAX_BATCH_SIZE, Dataset, Item, Judge, Run
+from evals.models import MAX_BATCH_SIZE, BackoffKind, Dataset, Item, Judge, Run
 from evals.selectors import ResultsQuery, results_cursor_fits, results_page
 from evals.services.costs import CostError, run_budget_raise
 from evals.services.export import CONTENT_TYPES, export_filename, export_stream
@@ -133,6 +133,8 @@ class RunStatusOut(Schema):
     finished: bool
     counts: Counts
     backoff_reason: str
+    budget_paused: bool = Field(description="Nothing new is sent until the spending cap is raised.")
+    cost_total: float = Field(description="What the items costed so far cost, in the judge's currency.")
 
 
 class RetryPlanOut(Schema):
@@ -503,6 +505,8 @@ def get_run_status(request: HttpRequest, run_id: int) -> dict[str, Any]:
         "finished": run.is_finished,
         "counts": _counts(run),
         "backoff_reason": run.backoff_reason,
+        "budget_paused": run.backoff_kind == BackoffKind.BUDGET and not run.is_finished,
+        "cost_total": run.cost_total,
     }
 
 

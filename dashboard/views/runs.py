@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest, row_number
-from evals.models import Dataset, Item, Judge, RemoteBatch, Run
+from evals.models import BackoffKind, Dataset, Item, Judge, RemoteBatch, Run
 from evals.selectors import ResultsQuery, items_with_details, metadata_values, results_count, results_page
 from evals.services.retention import run_delete, run_deletion_plan
 from evals.services.runs import (
@@ -229,7 +229,9 @@ def live_context(
     to_judge = max(run.total_count - run.cancelled_count, 0)
     rate = judged / elapsed if elapsed > 0 and judged else None
     # After a cancel, what is still pending is in batches already sent: the ETA covers only those.
-    eta = run.pending_count / rate if rate and not run.is_finished else None
+    # A run paused by its spending cap sends nothing until someone raises it: no time left to promise.
+    paused = run.backoff_kind == BackoffKind.BUDGET
+    eta = run.pending_count / rate if rate and not run.is_finished and not paused else None
     started = started and not run.is_finished and not access.read_only
     backoff_seconds = (run.backoff_until - now).total_seconds() if run.backoff_until else None
     processing = run.items.filter(status=Item.Status.PROCESSING).count() if not run.is_finished else 0

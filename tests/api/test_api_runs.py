@@ -288,8 +288,16 @@ def test_the_status_is_read_from_the_run_alone(api: Client) -> None:
         "finished": True,
         "counts": {"total": 3, "completed": 2, "failed": 1, "cancelled": 0, "pending": 0},
         "backoff_reason": "",
+        "budget_paused": False,
+        "cost_total": 0.0,
     }
     assert not [query["sql"] for query in queries.captured_queries if "evals_score" in query["sql"]]
+    # A run waiting at its spending cap says so, with what it has cost.
+    Run.objects.filter(pk=run.pk).update(
+        status="running", backoff_kind="budget", backoff_reason="Paused: budget reached", cost_total=0.25
+    )
+    paused = api.get(f"{RUNS}{run.pk}/status/").json()
+    assert (paused["budget_paused"], paused["cost_total"]) == (True, 0.25)
 
 
 def test_cancelling_stops_a_run_once_and_then_is_a_409(

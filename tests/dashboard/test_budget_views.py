@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
+from django.utils import timezone
 
 from evals.models import BackoffKind, Item, Run
 from evals.services.sharing import share_link_create
@@ -154,3 +156,14 @@ def test_the_page_is_for_the_team_only(logged_in: Client) -> None:
     assert response.status_code == 302 and "/login" in response["Location"]
     run.refresh_from_db()
     assert run.max_cost == 0.05
+
+
+def test_a_run_paused_by_its_budget_gives_no_time_left(logged_in: Client) -> None:
+    run = paused_run()
+    # Four items in 10 s: without the pause the header would say "about 15 s left" for the other six.
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=10))
+    page = text(logged_in.get(f"/runs/{run.pk}/").content)
+    assert "Paused: budget reached" in page
+    assert " left" not in page
+    Run.objects.filter(pk=run.pk).update(backoff_kind="", backoff_reason="")
+    assert " left" in text(logged_in.get(f"/runs/{run.pk}/").content)
