@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
+from evals.client import JudgeAPI
 from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
 from evals.pump import pump
+from evals.services.reviews import review_save
+from tests.conftest import subprocess_database_url
 
 _judges = itertools.count(1)
 
@@ -176,3 +187,118 @@ def pump_until_finished(run: Run, *, rounds: int = 20, concurrency: int = 1) -> 
         if run.is_finished:
             return run
     raise AssertionError(f"run did not finish: {run.status}, {run.done_count}/{run.total_count}")
+
+
+def judge_batches_by_tag(run: Run) -> Counter[str]:
+    """What the offline judge's own batch list says it created for this run."""
+    with JudgeAPI.from_settings() as api:
+        tags = [
+            tag for batch in api.list_batches() for tag in batch.tags if tag.startswith(f"docket:{run.uid}:")
+        ]
+    return Counter(tags)
+
+
+def assert_counts_match_items(run: Run) -> None:
+    statuses = Counter(run.items.values_list("status", flat=True))
+    assert run.completed_count == statuses[Item.Status.COMPLETED]
+    assert run.failed_count == statuses[Item.Status.FAILED]
+    assert run.cancelled_count == statuses[Item.Status.CANCELLED]
+    assert run.total_count == sum(statuses.values())
+
+
+# --- from tests/evals/test_worker_e2e.py ---
+
+
+def start_worker(judge_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith(("DOCKET_", "SCORABLE_"))},
+        "DATABASE_URL": subprocess_database_url(),
+        "SCORABLE_API_URL": judge_url,
+        "SCORABLE_API_KEY": settings.OFFLINE_JUDGE_API_KEY,
+        "JUDGE_API_TIMEOUT": "1",
+        "DOCKET_POLL_MIN_SECONDS": "0.2",
+        "DOCKET_POLL_MAX_SECONDS": "1",
+        "DOCKET_BACKOFF_MAX_SECONDS": "1",
+        "DOCKET_WORKERS": "2",
+    }
+    return subprocess.Popen(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        # To the cluster's main process only: it stops its workers itself (a group-wide TERM stalls it).
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def items_of(run: Run) -> list[Item]:
+    return list(Item.objects.filter(run=run).order_by("position"))
+
+
+NAME = "Helpfulness"
+
+
+def review_all(
+    run: Run,
+    labels: Sequence[str | None],
+    *,
+    reviewer: AbstractBaseUser,
+    evaluator: str = NAME,
+    scores: Sequence[float | None] | None = None,
+) -> None:
+    """One review by `reviewer` per item of the run in row order; None leaves an item unreviewed."""
+    for index, (item, label) in enumerate(zip(items_of(run), labels, strict=False)):
+        if label is None:
+            continue
+        score = scores[index] if scores is not None else None
+        review_save(item=item, evaluator=evaluator, reviewer=reviewer, label=label, score=score)
+
+
+def worked_example_run() -> Run:
+    """50 items: the judge passes the first 25 (score 0.8) and fails the rest (0.2), threshold 0.5."""
+    return build_run({NAME: [0.8] * 25 + [0.2] * 25}, thresholds={NAME: 0.5})
+
+
+# The 2x2 table of the worked example: a = 20 both pass, b = 5 judge pass / reviewer fail,
+# c = 10 judge fail / reviewer pass, d = 15 both fail.
+WORKED_LABELS = ["pass"] * 20 + ["fail"] * 5 + ["pass"] * 10 + ["fail"] * 15
+
+
+QUESTIONS = [f"What is the refund policy for order {number}?" for number in range(100)]
+
+
+def run_over(
+    questions: Sequence[str],
+    *,
+    judge: Judge | None = None,
+    scores: dict[str, Sequence[float | None]] | None = None,
+    name: str = "",
+    responses: Sequence[str] | None = None,
+) -> Run:
+    """A finished run over a new dataset with these questions (the rows pair by a hash of the question)."""
+    return build_run(
+        scores or {"Politeness": [0.5] * len(questions)},
+        requests=questions,
+        responses=responses,
+        judge=judge or make_judge(evaluators=["Politeness"]),
+        name=name,
+    )
+
+
+def finish(run: Run) -> Run:
+    for _ in range(20):
+        pump(budget_seconds=30, concurrency=1, requeue=False)
+        run.refresh_from_db()
+        if run.is_finished:
+            return run
+    raise AssertionError("run did not finish")

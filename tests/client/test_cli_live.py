@@ -22,7 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from evals.models import ApiToken, Run
 from evals.services.judges import judges_sync
 from evals.services.tokens import api_token_create
-from tests.evals.test_worker_e2e import start_worker, stop
+from tests.factories import start_worker, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -19,8 +19,7 @@ from dashboard.views.calibration import interval_text
 from evals.models import Item, Run, ShareLink
 from evals.services.intervals import Interval
 from evals.services.reviews import review_save
-from tests.evals.test_calibration import NAME, WORKED_LABELS, review_all, worked_example_run
-from tests.factories import build_run, make_judge
+from tests.factories import NAME, WORKED_LABELS, build_run, make_judge, review_all, worked_example_run
 
 pytestmark = pytest.mark.django_db
 

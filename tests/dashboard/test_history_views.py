@@ -12,8 +12,7 @@ from django.test import Client
 
 from dashboard.views.history import run_labels
 from evals.models import Run, ShareLink
-from tests.evals.test_history import QUESTIONS, run_over
-from tests.factories import build_run, make_judge
+from tests.factories import QUESTIONS, build_run, make_judge, run_over
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,7 @@ from evals.client import JudgeError
 from evals.models import Dataset, Item, Judge, Run, Score, ShareLink
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.dashboard.test_run_views import finish
-from tests.factories import build_run
+from tests.factories import build_run, finish
 
 pytestmark = pytest.mark.django_db
 

@@ -13,20 +13,11 @@ from django.test import Client
 from django.utils import timezone
 
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
-from evals.pump import pump
 from evals.services.runs import bump_change_seq, run_cancel, run_create, run_finish_if_done
 from tests.conftest import RAG_JUDGE, SUPPORT_JUDGE
+from tests.factories import finish
 
 pytestmark = pytest.mark.usefixtures("offline_judge")
-
-
-def finish(run: Run) -> Run:
-    for _ in range(20):
-        pump(budget_seconds=30, concurrency=1, requeue=False)
-        run.refresh_from_db()
-        if run.is_finished:
-            return run
-    raise AssertionError("run did not finish")
 
 
 def row_ids(html: str) -> set[str]:

@@ -22,8 +22,7 @@ from evals.pump import Pump, perform, pump
 from evals.services.batches import backoff_seconds, batch_fail, batch_submitted, batches_cancel
 from evals.services.runs import run_cancel, run_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.evals.test_pipeline import assert_counts_match_items, judge_batches_by_tag
-from tests.factories import pump_until_finished
+from tests.factories import assert_counts_match_items, judge_batches_by_tag, pump_until_finished
 
 
 def throttled(retry_after: float | None = 1.0, code: str = "throttled") -> JudgeError:

@@ -4,15 +4,13 @@ thresholds per run, pooling over the runs of one judge, and the item lists behin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from evals.models import Item, Review, Run
+from evals.models import Review
 from evals.services.calibration import (
     CalibrationError,
     Confusion,
@@ -26,45 +24,21 @@ from evals.services.calibration import (
     spearman,
 )
 from evals.services.reviews import review_save
-from tests.factories import build_run, make_judge
+from tests.factories import (
+    NAME,
+    WORKED_LABELS,
+    build_run,
+    items_of,
+    make_judge,
+    review_all,
+    worked_example_run,
+)
 
 pytestmark = pytest.mark.django_db
-
-NAME = "Helpfulness"
 
 
 def person(username: str) -> AbstractBaseUser:
     return get_user_model().objects.create_user(username=username, password="a-long-test-password")
-
-
-def items_of(run: Run) -> list[Item]:
-    return list(Item.objects.filter(run=run).order_by("position"))
-
-
-def review_all(
-    run: Run,
-    labels: Sequence[str | None],
-    *,
-    reviewer: AbstractBaseUser,
-    evaluator: str = NAME,
-    scores: Sequence[float | None] | None = None,
-) -> None:
-    """One review by `reviewer` per item of the run in row order; None leaves an item unreviewed."""
-    for index, (item, label) in enumerate(zip(items_of(run), labels, strict=False)):
-        if label is None:
-            continue
-        score = scores[index] if scores is not None else None
-        review_save(item=item, evaluator=evaluator, reviewer=reviewer, label=label, score=score)
-
-
-def worked_example_run() -> Run:
-    """50 items: the judge passes the first 25 (score 0.8) and fails the rest (0.2), threshold 0.5."""
-    return build_run({NAME: [0.8] * 25 + [0.2] * 25}, thresholds={NAME: 0.5})
-
-
-# The 2x2 table of the worked example: a = 20 both pass, b = 5 judge pass / reviewer fail,
-# c = 10 judge fail / reviewer pass, d = 15 both fail.
-WORKED_LABELS = ["pass"] * 20 + ["fail"] * 5 + ["pass"] * 10 + ["fail"] * 15
 
 
 # --- The statistics on plain numbers --------------------------------------------------------------------

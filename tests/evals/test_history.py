@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from evals.models import Example, Judge, Run
+from evals.models import Example, Run
 from evals.services.history import family_trend, run_family
-from tests.factories import build_run, make_judge
+from tests.factories import QUESTIONS, build_run, make_judge, run_over
 
 pytestmark = pytest.mark.django_db
-
-QUESTIONS = [f"What is the refund policy for order {number}?" for number in range(100)]
-
-
-def run_over(
-    questions: Sequence[str],
-    *,
-    judge: Judge | None = None,
-    scores: dict[str, Sequence[float | None]] | None = None,
-    name: str = "",
-    responses: Sequence[str] | None = None,
-) -> Run:
-    """A finished run over a new dataset with these questions (the rows pair by a hash of the question)."""
-    return build_run(
-        scores or {"Politeness": [0.5] * len(questions)},
-        requests=questions,
-        responses=responses,
-        judge=judge or make_judge(evaluators=["Politeness"]),
-        name=name,
-    )
 
 
 def new_questions(count: int, tag: str) -> list[str]:

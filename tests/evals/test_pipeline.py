@@ -26,24 +26,7 @@ from evals.services.runs import (
     run_retry_failed,
 )
 from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
-from tests.factories import pump_until_finished
-
-
-def judge_batches_by_tag(run: Run) -> Counter[str]:
-    """What the offline judge's own batch list says it created for this run."""
-    with JudgeAPI.from_settings() as api:
-        tags = [
-            tag for batch in api.list_batches() for tag in batch.tags if tag.startswith(f"docket:{run.uid}:")
-        ]
-    return Counter(tags)
-
-
-def assert_counts_match_items(run: Run) -> None:
-    statuses = Counter(run.items.values_list("status", flat=True))
-    assert run.completed_count == statuses[Item.Status.COMPLETED]
-    assert run.failed_count == statuses[Item.Status.FAILED]
-    assert run.cancelled_count == statuses[Item.Status.CANCELLED]
-    assert run.total_count == sum(statuses.values())
+from tests.factories import assert_counts_match_items, judge_batches_by_tag, pump_until_finished
 
 
 def test_run_create_splits_rows_into_batches_of_100(

@@ -7,10 +7,6 @@ dropped replies are real timeouts.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +21,7 @@ from evals.client import JudgeAPI
 from evals.models import Dataset, Example, Item, Run
 from evals.services.judges import judges_sync
 from evals.services.runs import run_create
-from tests.conftest import subprocess_database_url
+from tests.factories import start_worker, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,38 +40,6 @@ def live_judge(live_server: Any, settings: SettingsWrapper) -> Iterator[str]:
     faults.reset()
     yield url
     faults.reset()
-
-
-def start_worker(judge_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith(("DOCKET_", "SCORABLE_"))},
-        "DATABASE_URL": subprocess_database_url(),
-        "SCORABLE_API_URL": judge_url,
-        "SCORABLE_API_KEY": settings.OFFLINE_JUDGE_API_KEY,
-        "JUDGE_API_TIMEOUT": "1",
-        "DOCKET_POLL_MIN_SECONDS": "0.2",
-        "DOCKET_POLL_MAX_SECONDS": "1",
-        "DOCKET_BACKOFF_MAX_SECONDS": "1",
-        "DOCKET_WORKERS": "2",
-    }
-    return subprocess.Popen(
-        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        # To the cluster's main process only: it stops its workers itself (a group-wide TERM stalls it).
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_a_real_worker_finishes_a_run_through_real_timeouts_without_creating_a_batch_twice(
