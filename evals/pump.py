@@ -606,6 +606,11 @@ class Pump:
                     kind, delay = BackoffKind.THROTTLED, backoff_seconds(action.attempt, error.retry_after)
                 else:
                     kind, delay = BackoffKind.ERROR, backoff_seconds(action.attempt, error.retry_after)
+                if status == RemoteBatch.Status.SUBMITTING and error.reason == "timeout":
+                    # We stopped waiting, the judge may not have: the create can still be under way (a
+                    # slow commit), and a lookup too soon would miss it and send, and pay for, the batch
+                    # twice. Look it up once the judge has had twice our timeout to finish it.
+                    delay = max(delay, 2 * settings.JUDGE_API_TIMEOUT)
                 applied = batch_backed_off(status=status, error=error, delay=delay, kind=kind, **ids)
             if not applied:
                 return False

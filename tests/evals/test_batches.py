@@ -76,6 +76,27 @@ def test_a_run_cancelled_while_its_create_is_out_ends_when_the_create_fails(
     assert not RemoteBatch.objects.filter(run=run).unfinished().exists()
 
 
+def test_a_create_whose_reply_was_lost_is_looked_up_only_once_the_judge_had_time_to_finish_it(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset], settings: Any
+) -> None:
+    """A reply lost to our timeout may belong to a create the judge is still committing: a lookup made
+    half a second later missed it and the batch was sent, and paid for, twice (the worker e2e test)."""
+    settings.JUDGE_API_TIMEOUT = 5.0
+    run = run_create(dataset=make_dataset(10), judge=judges[SUPPORT_JUDGE])
+
+    class LostReply(JudgeAPI):
+        def create_batch(self, judge_id: str | None, **kwargs: Any) -> BatchCreated:
+            raise JudgeError("The judge API did not answer in time", reason="timeout", outcome_unknown=True)
+
+    before = timezone.now()
+    with LostReply.from_settings() as api:
+        pump(budget_seconds=0.5, api=api, concurrency=1, requeue=False)
+    batch = RemoteBatch.objects.get(run=run)
+    assert batch.status == RemoteBatch.Status.SUBMITTING  # looked up before anything is sent again
+    assert batch.next_action_at is not None
+    assert batch.next_action_at >= before + timedelta(seconds=2 * settings.JUDGE_API_TIMEOUT)
+
+
 class FakeTime:
     """The pump's clock: sleeping moves it on at once, so a test sees how often the loop would run."""
 
