@@ -199,21 +199,21 @@ def child_docket(csv_path: Path, work: Path) -> dict[str, float]:
 
     from evals import tasks
     from evals.models import Dataset, Upload
-    from evals.services import datasets as services
+    from evals.services import uploads
 
     call_command("migrate", verbosity=0)
     # The upload handler leaves the file in FILE_UPLOAD_TEMP_DIR; upload_create moves it from there.
-    received = Path(services.uploads_dir()) / "received.csv"
+    received = Path(uploads.uploads_dir()) / "received.csv"
     shutil.copyfile(csv_path, received)
     # Large files go to background tasks; here the task functions are called in this process.
     with mock.patch("django_q.tasks.async_task"):
         started = time.perf_counter()
-        upload = services.upload_create(source=received, original_name="bench.csv")
+        upload = uploads.upload_create(source=received, original_name="bench.csv")
         received_at = time.perf_counter()
         tasks.upload_validate(str(upload.pk))
         upload = Upload.objects.get(pk=upload.pk)
         checked_at = time.perf_counter()
-        dataset = services.upload_import(upload=upload, name="bench", skip_invalid=False)
+        dataset = uploads.upload_import(upload=upload, name="bench", skip_invalid=False)
         tasks.dataset_import(str(upload.pk))
         imported_at = time.perf_counter()
     dataset = Dataset.objects.get(pk=dataset.pk)

@@ -250,6 +250,10 @@ DOCKET_MAX_POLL_ATTEMPTS = env_int("DOCKET_MAX_POLL_ATTEMPTS", 30)
 # Uploads: nothing in Django caps a file's size, so Docket checks these itself.
 DOCKET_MAX_UPLOAD_BYTES = env_int("DOCKET_MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
 DOCKET_MAX_ROWS = env_int("DOCKET_MAX_ROWS", 1_000_000)
+# Files up to both of these are checked and imported in the request; larger ones in a background task.
+# An .xlsx is compressed and slow to parse, so its byte threshold is a fifth of this one.
+DOCKET_INLINE_IMPORT_MAX_BYTES = env_int("DOCKET_INLINE_IMPORT_MAX_BYTES", 5 * 1024 * 1024)
+DOCKET_INLINE_IMPORT_MAX_ROWS = env_int("DOCKET_INLINE_IMPORT_MAX_ROWS", 20_000)
 # Reading limits, checked while a file streams so that no file costs more memory or time than these
 # allow (issue 11). Rows counts blank ones too. Every refusal names its setting.
 DOCKET_MAX_COLUMNS = env_int("DOCKET_MAX_COLUMNS", 2_000)

@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 MAX_BATCH_SIZE = 100
+# The fields of a row that a batch input carries to the judge (Scorable's batch input, S2).
+INPUT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
 # A key column's values up to this length are kept as they are (and shown); longer ones are hashed.
 KEY_LENGTH = 64
 DEFAULT_THRESHOLD = 0.5

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 
 def upload_validate(upload_id: str) -> None:
-    from evals.services.datasets import upload_validate as validate
+    from evals.services.uploads import upload_validate as validate
 
     validate(upload_id=upload_id)
 
 
 def dataset_import(upload_id: str) -> None:
-    from evals.services.datasets import upload_import_rows
+    from evals.services.uploads import upload_import_rows
 
     upload_import_rows(upload_id=upload_id)
 

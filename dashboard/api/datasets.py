@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile as DjangoUploadedFile
 from django.http import HttpRequest
@@ -25,14 +26,9 @@ from dashboard.forms_datasets import MULTIPART_OVERHEAD, CappedUploadHandler
 from dashboard.http import declared_length, row_number
 from evals import ingest
 from evals.models import Dataset
-from evals.services.datasets import (
-    DatasetError,
-    dataset_delete,
-    dataset_import_file,
-    max_upload_bytes,
-    uploads_dir,
-)
+from evals.services.datasets import DatasetError, dataset_delete, dataset_import_file
 from evals.services.judges import judges_for_current_api
+from evals.services.uploads import uploads_dir
 
 router = Router(tags=["judges and datasets"])
 
@@ -114,7 +110,7 @@ class UploadGuard(ApiAuth):
 
 
 def _receive_upload(request: HttpRequest) -> None:
-    cap = max_upload_bytes()
+    cap = settings.DOCKET_MAX_UPLOAD_BYTES
     if declared_length(request) > cap + MULTIPART_OVERHEAD:
         raise _too_large(cap)
     handler = CappedUploadHandler(request, max_bytes=cap)

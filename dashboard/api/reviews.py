@@ -22,6 +22,7 @@ from dashboard.api.core import Problem, Text, errors, keyset_page
 from dashboard.api.runs import Limit
 from dashboard.http import ROW_NUMBER_MAX
 from evals.models import Item, Review, Run, Score
+from evals.selectors.export import CONTENT_TYPES
 from evals.services.calibration import CalibrationReport, EvaluatorCalibration, calibration_report
 from evals.services.calibration_set import (
     calibration_runs,
@@ -29,7 +30,6 @@ from evals.services.calibration_set import (
     calibration_set_stream,
     reviewed_evaluators,
 )
-from evals.services.export import CONTENT_TYPES
 from evals.services.intervals import Interval
 from evals.services.reviews import MAX_COMMENT_LENGTH, ReviewError, review_save
 

@@ -28,13 +28,13 @@ from dashboard.api.core import (
 from dashboard.http import ROW_NUMBER_MAX
 from evals.client import JudgeError
 from evals.models import MAX_BATCH_SIZE, BackoffKind, Dataset, Item, Judge, Run
-from evals.selectors import ResultsQuery, results_cursor_fits, results_page
+from evals.selectors.export import CONTENT_TYPES, export_filename, export_stream
+from evals.selectors.results import ResultsQuery, results_cursor_fits, results_page
+from evals.selectors.stats import EvaluatorStats, run_cost, run_statistics
 from evals.services.costs import CostError, run_budget_raise
-from evals.services.export import CONTENT_TYPES, export_filename, export_stream
 from evals.services.judges import JudgeLookupError, judge_find
 from evals.services.retention import run_delete
 from evals.services.runs import RunError, run_cancel, run_create, run_retry, run_retry_plan, validate_tags
-from evals.services.stats import EvaluatorStats, run_cost, run_statistics
 
 router = Router()
 
@@ -66,7 +66,7 @@ class Counts(Schema):
 
 
 class EvaluatorOut(Schema):
-    """One evaluator's numbers, as the statistics page shows them (evals.services.stats)."""
+    """One evaluator's numbers, as the statistics page shows them (evals.selectors.stats)."""
 
     name: str
     n: int

@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, ConfigDict
 from dashboard.api.core import Problem, Text, absolute_url, errors, keyset_page
 from dashboard.http import row_number
 from evals.models import Run, ShareLink
-from evals.services.compare import comparison_as_dict, runs_compare, shared_evaluators
+from evals.selectors.compare import comparison_as_dict, runs_compare, shared_evaluators
 from evals.services.sharing import ShareError, share_link_create, share_link_revoke
 
 router = Router(tags=["compare and share"])

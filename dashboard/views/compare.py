@@ -16,7 +16,7 @@ from django.urls import path, reverse
 
 from dashboard.http import HtmxHttpRequest, row_number
 from evals.models import Review, Run
-from evals.services.compare import (
+from evals.selectors.compare import (
     CHANGES,
     CompareError,
     RunComparison,
@@ -24,7 +24,7 @@ from evals.services.compare import (
     runs_compare_items,
     shared_evaluators,
 )
-from evals.services.stats import thresholds_from_params
+from evals.selectors.stats import thresholds_from_params
 
 RECENT_RUNS = 50
 CHANGE_LABELS = {"": "All pairs", "improved": "Improved", "regressed": "Regressed", "unchanged": "Unchanged"}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
@@ -27,8 +28,10 @@ from dashboard.forms_datasets import (
 from dashboard.http import declared_length, row_number
 from evals import ingest
 from evals.models import Dataset, Example, Upload
-from evals.services import datasets as services
-from evals.services import retention
+from evals.selectors.datasets import upload_duplicates
+from evals.services import datasets as dataset_service
+from evals.services import retention, uploads
+from evals.services.datasets import DatasetError
 
 ROWS_PER_PAGE = 50
 PROBLEMS_PER_PAGE = 50
@@ -58,11 +61,11 @@ def dataset_upload(request: HttpRequest) -> HttpResponse:
     """The upload page. CSRF is checked in _dataset_upload, after the size-capping handler is installed:
     the CSRF middleware reads request.POST, which would parse the upload with the default handlers."""
     if request.method == "POST":
-        if declared_length(request) > services.max_upload_bytes() + MULTIPART_OVERHEAD:
+        if declared_length(request) > settings.DOCKET_MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
             # Refused before a byte of the body is read: reading (even to drop) 600 MiB took minutes.
             # No CSRF check is needed for a page that changes nothing.
             return _too_large(request)
-        handler = CappedUploadHandler(request, max_bytes=services.max_upload_bytes())
+        handler = CappedUploadHandler(request, max_bytes=settings.DOCKET_MAX_UPLOAD_BYTES)
         request.upload_handlers = [handler]
         return _dataset_upload(request, handler)
     if request.method != "GET":
@@ -80,18 +83,18 @@ def _dataset_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpR
         return _upload_form(request, UploadForm(), error=error, status=400)
     received = form.cleaned_data["file"]
     try:
-        upload = services.upload_create(
+        upload = uploads.upload_create(
             source=Path(received.temporary_file_path()),
             original_name=received.name or "upload",
             user=request.user,
         )
-    except services.DatasetError as error:
+    except DatasetError as error:
         return _upload_form(request, UploadForm(), error=f"{received.name}: {error}", status=400)
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
 
 def _too_large(request: HttpRequest) -> HttpResponse:
-    limit = ingest.human_size(services.max_upload_bytes())
+    limit = ingest.human_size(settings.DOCKET_MAX_UPLOAD_BYTES)
     return _upload_form(
         request, UploadForm(), error=f"The file is over the {limit} upload limit.", status=413
     )
@@ -103,9 +106,9 @@ def _upload_form(
     context = {
         "form": form,
         "error": error,
-        "max_bytes": services.max_upload_bytes(),
-        "max_size": ingest.human_size(services.max_upload_bytes()),
-        "max_rows": services.max_rows(),
+        "max_bytes": settings.DOCKET_MAX_UPLOAD_BYTES,
+        "max_size": ingest.human_size(settings.DOCKET_MAX_UPLOAD_BYTES),
+        "max_rows": settings.DOCKET_MAX_ROWS,
         "synonyms": [(ingest.FIELD_LABELS[field], names) for field, names in ingest.mapping.SYNONYMS.items()],
     }
     return render(request, "dashboard/upload_new.html", context, status=status)
@@ -150,8 +153,8 @@ def _upload_context(request: HttpRequest, upload: Upload) -> dict[str, Any]:
         "preview": preview,
         "more_rows": upload.options.get("more_rows", False),
         "field_choices": list(ingest.FIELD_LABELS.items()),
-        "mapping_problems": services.upload_mapping_problems(upload),
-        "duplicates": services.upload_duplicates(upload)[:3],
+        "mapping_problems": uploads.upload_mapping_problems(upload),
+        "duplicates": upload_duplicates(upload)[:3],
         "format_label": ingest.FORMAT_LABELS.get(upload.file_format, upload.file_format),
         "encoding_label": ingest.ENCODING_LABELS.get(upload.encoding, upload.encoding),
         "delimiter": upload.options.get("delimiter", ","),
@@ -175,13 +178,13 @@ def dataset_upload_options(request: HttpRequest, upload_id: UUID) -> HttpRespons
         messages.error(request, "Choose an encoding, delimiter or sheet from the lists.")
         return redirect("dataset_upload_detail", upload_id=upload.pk)
     try:
-        services.upload_set_read_options(
+        uploads.upload_set_read_options(
             upload=upload,
             encoding=form.cleaned_data["encoding"] or None,
             delimiter=form.cleaned_data["delimiter"] or None,
             sheet=form.cleaned_data["sheet"] or None,
         )
-    except services.DatasetError as error:
+    except DatasetError as error:
         messages.error(request, str(error))
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
@@ -196,8 +199,8 @@ def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpRespons
         if f"map-{index}" in request.POST
     }
     try:
-        services.upload_set_mapping(upload=upload, mapping=mapping)
-    except services.DatasetError as error:
+        uploads.upload_set_mapping(upload=upload, mapping=mapping)
+    except DatasetError as error:
         messages.error(request, str(error))
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
@@ -206,7 +209,7 @@ def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpRespons
 def dataset_upload_check(request: HttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     if upload.status in (Upload.Status.RECEIVED, Upload.Status.VALIDATED, Upload.Status.FAILED):
-        services.upload_check(upload=upload)
+        uploads.upload_check(upload=upload)
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
 
@@ -219,10 +222,10 @@ def dataset_upload_import(request: HttpRequest, upload_id: UUID) -> HttpResponse
         return redirect("dataset_upload_detail", upload_id=upload.pk)
     skip_invalid = request.POST.get("mode") == "valid" or form.cleaned_data["skip_invalid"]
     try:
-        dataset = services.upload_import(
+        dataset = uploads.upload_import(
             upload=upload, name=form.cleaned_data["name"], skip_invalid=skip_invalid, user=request.user
         )
-    except services.DatasetError as error:
+    except DatasetError as error:
         messages.error(request, str(error))
         return redirect("dataset_upload_detail", upload_id=upload.pk)
     if dataset.status == Dataset.Status.READY:
@@ -239,7 +242,7 @@ def dataset_upload_invalid_rows(request: HttpRequest, upload_id: UUID) -> HttpRe
             request, "The uploaded file is no longer kept, so its invalid rows can't be downloaded."
         )
         return redirect("dataset_upload_detail", upload_id=upload.pk)
-    rows = ingest.invalid_rows_csv(services.upload_spec(upload), upload.mapping)
+    rows = ingest.invalid_rows_csv(uploads.upload_spec(upload), upload.mapping)
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     stem = "".join(
         char if char.isalnum() or char in "-_." else "_" for char in Path(upload.original_name).stem
@@ -252,8 +255,8 @@ def dataset_upload_invalid_rows(request: HttpRequest, upload_id: UUID) -> HttpRe
 def dataset_upload_discard(request: HttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     try:
-        services.upload_discard(upload=upload)
-    except services.DatasetError as error:
+        uploads.upload_discard(upload=upload)
+    except DatasetError as error:
         messages.error(request, str(error))
         return redirect("dataset_upload_detail", upload_id=upload.pk)
     messages.success(request, f"Discarded {upload.original_name}.")
@@ -398,8 +401,8 @@ def dataset_rename(request: HttpRequest, dataset_id: int) -> HttpResponse:
         messages.error(request, " ".join(str(m) for errors in form.errors.values() for m in errors))
         return redirect("dataset_detail", dataset_id=dataset.pk)
     try:
-        services.dataset_rename(dataset=dataset, name=form.cleaned_data["name"])
-    except services.DatasetError as error:
+        dataset_service.dataset_rename(dataset=dataset, name=form.cleaned_data["name"])
+    except DatasetError as error:
         messages.error(request, str(error))
     else:
         messages.success(request, f"Renamed to “{dataset.name}”.")
@@ -413,7 +416,7 @@ def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if request.method == "POST":
         try:
             deleted = retention.dataset_delete_with_runs(dataset=dataset, by=request.user.get_username())
-        except services.DatasetError as error:
+        except DatasetError as error:
             messages.error(request, str(error))
             return redirect("dataset_detail", dataset_id=dataset_id)
         runs = len(deleted.runs)

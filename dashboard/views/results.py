@@ -29,10 +29,10 @@ from dashboard.access import RunAccess, shared, team
 from dashboard.http import HtmxHttpRequest
 from evals.client import JudgeAPI, JudgeError
 from evals.models import Item, Review
-from evals.selectors import ResultsQuery, result_item, results_neighbours
-from evals.services.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
-from evals.services.runs import run_chain
-from evals.services.stats import EvaluatorStats, run_statistics, thresholds_from_params
+from evals.selectors.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
+from evals.selectors.results import ResultsQuery, result_item, results_neighbours
+from evals.selectors.runs import run_chain
+from evals.selectors.stats import EvaluatorStats, run_statistics, thresholds_from_params
 
 
 def _link(access: RunAccess, name: str, *args: Any) -> str | None:

@@ -22,7 +22,15 @@ from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest, row_number
 from evals.models import BackoffKind, Dataset, Item, Judge, RemoteBatch, Run
-from evals.selectors import ResultsQuery, items_with_details, metadata_values, results_count, results_page
+from evals.selectors.results import (
+    ResultsQuery,
+    items_with_details,
+    metadata_values,
+    results_count,
+    results_page,
+)
+from evals.selectors.runs import run_chain, run_root
+from evals.selectors.stats import run_cost
 from evals.services.retention import run_delete, run_deletion_plan
 from evals.services.runs import (
     UNSET,
@@ -31,14 +39,11 @@ from evals.services.runs import (
     Unset,
     clean_max_cost,
     run_cancel,
-    run_chain,
     run_create,
     run_preflight,
     run_retry,
     run_retry_plan,
-    run_root,
 )
-from evals.services.stats import run_cost
 
 # The session key that makes the run page show "Run started" in its live header until the run ends.
 STARTED_KEY = "docket_run_started"

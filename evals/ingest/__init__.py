@@ -1,4 +1,4 @@
-"""Parsing and validating uploaded dataset files. No database writes: services/datasets.py writes.
+"""Parsing and validating uploaded dataset files. No database writes: evals.services.dataset_rows writes.
 
 files.py decides what a file is (format, encoding, delimiter), readers.py streams its rows, mapping.py
 maps columns to fields, rows.py checks every row and builds the examples.

@@ -23,8 +23,8 @@ from django.db.models import Exists, OuterRef
 from django.utils.text import slugify
 
 from evals.models import Item, Judge, Review, Run, Score
+from evals.selectors.export import FORMATS, neutralise
 from evals.services.calibration import calibration_run_ids
-from evals.services.export import FORMATS, neutralise
 from evals.services.reviews import HumanVerdict, human_verdicts
 
 COLUMNS = (

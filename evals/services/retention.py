@@ -27,8 +27,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from evals.models import Dataset, Item, JudgeApiEvent, RemoteBatch, Review, Run, Score, ShareLink, Upload
-from evals.services.datasets import UPLOAD_KEEP, dataset_delete, uploads_dir
-from evals.services.runs import RunError, run_cancel, run_chain, run_root
+from evals.selectors.runs import run_chain, run_root
+from evals.services.datasets import dataset_delete
+from evals.services.runs import RunError, run_cancel
+from evals.services.uploads import UPLOAD_KEEP, uploads_dir
 
 logger = logging.getLogger(__name__)
 

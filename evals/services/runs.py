@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from evals.client import JudgeError
 from evals.ingest.mapping import normalize
-from evals.models import MAX_BATCH_SIZE, Dataset, Example, Item, Judge, RemoteBatch, Run
+from evals.models import INPUT_FIELDS, MAX_BATCH_SIZE, Dataset, Example, Item, Judge, RemoteBatch, Run
+from evals.selectors.datasets import dataset_input_counts
+from evals.selectors.runs import run_chain, run_items_merged, run_root
 from evals.services.judges import judge_refresh
 
-# The judge inputs a batch row can carry (BatchExecutionInputRequest, scorable 1.15). A judge may declare
-# others (variables of its scoring criteria, e.g. `product_name`): no batch input has a field for them.
-INPUT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
+# A judge may declare inputs beyond INPUT_FIELDS (variables of its scoring criteria, e.g. `product_name`):
+# no batch input (BatchExecutionInputRequest, scorable 1.15) has a field for them.
 MAX_TAG_LENGTH = 200
 RESERVED_TAG_PREFIX = "docket:"
 WRITE_CHUNK = 2_000
@@ -226,19 +227,6 @@ class Preflight:
         if not self.over_cap or not self.cost_per_item or self.max_cost is None:
             return None
         return int(self.max_cost // self.cost_per_item)
-
-
-def dataset_input_counts(dataset: Dataset) -> dict[str, int]:
-    """How many rows carry each judge input field."""
-    examples = dataset.examples.all()
-    counts = {}
-    for name in INPUT_FIELDS:
-        if name in ("contexts", "turns"):
-            filled = examples.exclude(**{f"{name}__isnull": True}).exclude(**{name: []})
-        else:
-            filled = examples.exclude(**{name: ""})
-        counts[name] = filled.count()
-    return counts
 
 
 def run_preflight(
@@ -533,54 +521,10 @@ def run_finish_if_done(*, run_id: int) -> bool:
     return bool(updated)
 
 
-def run_chain(run: Run) -> list[int]:
-    """The run and every retry made from it (and from those), oldest first."""
-    chain = [run.pk]
-    frontier = [run.pk]
-    while frontier:
-        frontier = list(Run.objects.filter(retry_of__in=frontier).order_by("pk").values_list("pk", flat=True))
-        chain.extend(frontier)
-    return chain
-
-
-def run_items_merged(run: Run) -> QuerySet[Item]:
-    """The latest verdict per row across a run and its retries.
-
-    The newest item that is not cancelled wins (a cancelled retry never ran, so the earlier verdict
-    stands); a row cancelled everywhere shows its newest cancelled item.
-    """
-    chain = run_chain(run)
-    same_row = Item.objects.filter(run_id__in=chain, position=OuterRef("position"))
-    later_verdict = same_row.filter(run_id__gt=OuterRef("run_id")).exclude(status=Item.Status.CANCELLED)
-    later_any = same_row.filter(run_id__gt=OuterRef("run_id"))
-    any_verdict = same_row.exclude(status=Item.Status.CANCELLED)
-    return Item.objects.filter(run_id__in=chain).filter(
-        (~Q(status=Item.Status.CANCELLED) & ~Exists(later_verdict))
-        | (Q(status=Item.Status.CANCELLED) & ~Exists(any_verdict) & ~Exists(later_any))
-    )
-
-
 # --- Retry -------------------------------------------------------------------------------------------
 
 # Rows a retry skips are listed on the retry form; this many are shown by name, the rest counted.
 RETRY_EXCLUDED_SHOWN = 20
-
-
-def run_root(run: Run) -> Run:
-    """The run a chain of retries started from: retries link to it, never to another retry.
-
-    Linking every retry to the root lets the `run_one_active_retry` constraint guard the whole chain:
-    at most one queued or running retry, whichever run of the chain the user was looking at. Runs
-    made before that rule may be retries of retries; following `retry_of` to the top covers them.
-    """
-    seen = {run.pk}
-    while run.retry_of_id is not None and run.retry_of_id not in seen:
-        seen.add(run.retry_of_id)
-        parent = Run.objects.filter(pk=run.retry_of_id).select_related("dataset", "judge").first()
-        if parent is None:
-            break
-        run = parent
-    return run
 
 
 def _missing_input(judge: Judge) -> Q | None:

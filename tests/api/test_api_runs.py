@@ -19,8 +19,8 @@ from dashboard.api.runs import RunStatus
 from evals import client
 from evals.models import Dataset, Example, Judge, Run
 from evals.pump import pump
+from evals.selectors.stats import run_statistics
 from evals.services.runs import run_create
-from evals.services.stats import run_statistics
 from tests.conftest import RAG_JUDGE, SUPPORT_JUDGE
 from tests.factories import build_run, make_judge
 

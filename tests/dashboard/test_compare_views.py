@@ -14,7 +14,7 @@ from django.urls import reverse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import Run, Upload
-from evals.services.compare import runs_compare
+from evals.selectors.compare import runs_compare
 from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db

@@ -156,11 +156,11 @@ def test_file_over_the_caps_exits_2(tmp_path: Path, settings: object) -> None:
 def test_a_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:
     from unittest import mock
 
-    from evals.services import datasets as services
+    from evals.services import dataset_rows
 
     path = tmp_path / "qa.csv"
     path.write_text("question,answer\n" + "".join(f"q{i},a{i}\n" for i in range(30)))
-    real_write = services._write_examples
+    real_write = dataset_rows._write_examples
     writes = []
 
     def fail_on_second(dataset_id: int, params: list[object]) -> None:
@@ -170,8 +170,8 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path) -> None:
         real_write(dataset_id, params)
 
     with (
-        mock.patch.object(services, "WRITE_BATCH_ROWS", 10),
-        mock.patch.object(services, "_write_examples", fail_on_second),
+        mock.patch.object(dataset_rows, "WRITE_BATCH_ROWS", 10),
+        mock.patch.object(dataset_rows, "_write_examples", fail_on_second),
         pytest.raises(RuntimeError),
     ):
         call_command("import_dataset", str(path), stdout=io.StringIO(), stderr=io.StringIO())

@@ -324,20 +324,20 @@ def test_rows_committed_midway_through_an_import_are_shown_and_used_nowhere(logg
     form or run can reach, so a failure (which deletes them) leaves nothing anyone saw."""
     from evals import tasks
     from evals.models import Example, Judge
-    from evals.services import datasets as services
+    from evals.services import dataset_rows, uploads
     from evals.services.runs import RunError, run_create
 
     judge = Judge.objects.create(api_url="http://judge", remote_id="j1", source="offline", name="J")
     with mock.patch("django_q.tasks.async_task"):
         upload = upload_of(logged_in, "qa.csv")
     with (
-        mock.patch.object(services, "_runs_inline", return_value=False),
+        mock.patch.object(uploads, "_runs_inline", return_value=False),
         mock.patch("django_q.tasks.async_task"),
     ):
         logged_in.post(reverse("dataset_upload_import", args=[upload.pk]), {"name": "Later", "mode": "all"})
     dataset = Dataset.objects.get()
     seen: dict[str, Any] = {}
-    real_write = services._write_examples
+    real_write = dataset_rows._write_examples
 
     def look_after_the_first_chunk(dataset_id: int, params: list[Any]) -> None:
         if params[0][1] == 1:  # the first row is committed, the others not yet
@@ -349,8 +349,8 @@ def test_rows_committed_midway_through_an_import_are_shown_and_used_nowhere(logg
         real_write(dataset_id, params)
 
     with (
-        mock.patch.object(services, "WRITE_BATCH_ROWS", 1),
-        mock.patch.object(services, "_write_examples", look_after_the_first_chunk),
+        mock.patch.object(dataset_rows, "WRITE_BATCH_ROWS", 1),
+        mock.patch.object(dataset_rows, "_write_examples", look_after_the_first_chunk),
     ):
         tasks.dataset_import(str(upload.pk))
     assert seen["rows"] == 1
@@ -396,16 +396,16 @@ def test_an_upload_declared_over_the_cap_is_refused_before_its_body_is_read(
 def test_the_temporary_file_never_carries_the_clients_extension(
     logged_in: Client, uploads_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evals.services import datasets as services
+    from evals.services import uploads
 
     received: list[str] = []
-    real = services.upload_create
+    real = uploads.upload_create
 
     def spy(*, source: Path, **kwargs: Any) -> Upload:
         received.append(source.name)
         return real(source=source, **kwargs)
 
-    monkeypatch.setattr(services, "upload_create", spy)
+    monkeypatch.setattr(uploads, "upload_create", spy)
     post_file(logged_in, "qa.evil;ext", (FIXTURES / "qa.csv").read_bytes())
     assert len(received) == 1
     assert "evil" not in received[0] and "ext" not in received[0]

@@ -14,8 +14,7 @@ import pytest
 from django.utils import timezone
 
 from evals.models import Example, Judge, Run
-from evals.selectors import ResultsQuery
-from evals.services.compare import (
+from evals.selectors.compare import (
     CompareError,
     change_of,
     comparison_as_dict,
@@ -23,8 +22,9 @@ from evals.services.compare import (
     runs_compare_items,
     word_diff,
 )
+from evals.selectors.export import export_stream
+from evals.selectors.results import ResultsQuery
 from evals.services.datasets import dataset_import_file
-from evals.services.export import export_stream
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
 from tests.factories import build_run, make_judge, pump_until_finished

@@ -14,11 +14,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import QueryDict
 
 from evals.models import Item, Review, Run
-from evals.selectors import ResultsQuery, Visibility
-from evals.services.compare import comparison_as_dict, runs_compare, runs_compare_items
-from evals.services.export import export_filename, export_headers, export_stream
+from evals.selectors.compare import comparison_as_dict, runs_compare, runs_compare_items
+from evals.selectors.export import export_filename, export_headers, export_stream
+from evals.selectors.results import ResultsQuery, Visibility
+from evals.selectors.stats import run_statistics
 from evals.services.reviews import review_save
-from evals.services.stats import run_statistics
 from tests.factories import build_run
 
 pytestmark = pytest.mark.django_db

@@ -19,11 +19,11 @@ from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import BackoffKind, Dataset, Item, Judge, Run
-from evals.selectors import ResultsQuery
-from evals.services.compare import comparison_as_dict, runs_compare
-from evals.services.export import export_stream
+from evals.selectors.compare import comparison_as_dict, runs_compare
+from evals.selectors.export import export_stream
+from evals.selectors.results import ResultsQuery
+from evals.selectors.stats import run_cost, run_statistics
 from evals.services.sharing import share_link_create
-from evals.services.stats import run_cost, run_statistics
 from tests.conftest import SUPPORT_JUDGE
 from tests.factories import build_run
 

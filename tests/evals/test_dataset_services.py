@@ -13,7 +13,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals import tasks
 from evals.models import Dataset, Example, Judge, Run, Upload
-from evals.services import datasets as services
+from evals.selectors.datasets import upload_duplicates
+from evals.services import dataset_rows, datasets, uploads
 from evals.services.datasets import DatasetError
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +28,7 @@ def uploads_dir(settings: SettingsWrapper, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def batches_of_2000() -> Any:
-    with mock.patch.object(services, "WRITE_BATCH_ROWS", 2000):
+    with mock.patch.object(dataset_rows, "WRITE_BATCH_ROWS", 2000):
         yield
 
 
@@ -46,7 +47,7 @@ def csv_rows(count: int, *, bad_at: set[int] = frozenset()) -> str:  # type: ign
 
 
 def make_upload(tmp_path: Path, text: str | bytes, name: str = "qa.csv", user: Any = None) -> Upload:
-    return services.upload_create(source=received(tmp_path, text, name), original_name=name, user=user)
+    return uploads.upload_create(source=received(tmp_path, text, name), original_name=name, user=user)
 
 
 def test_upload_is_moved_inspected_previewed_mapped_and_checked(
@@ -90,7 +91,7 @@ def test_import_writes_rows_in_file_order_with_hash_lines_and_metadata(
         'question,answer,context_1,context_2,topic\nq0,a0,c1,"[""c2"", ""c3""]",x\n\nq1,"multi\nline",,,y\n'
     )
     upload = make_upload(tmp_path, text)
-    dataset = services.upload_import(upload=upload, name="My set", skip_invalid=False, user=user)
+    dataset = uploads.upload_import(upload=upload, name="My set", skip_invalid=False, user=user)
     assert (dataset.status, dataset.row_count, dataset.rows_done, dataset.name) == ("ready", 2, 2, "My set")
     assert dataset.uploaded_by == user and dataset.sha256 == upload.sha256
     assert dataset.metadata_columns == ["topic"]
@@ -117,9 +118,9 @@ def test_import_with_invalid_rows_needs_skip_invalid(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, csv_rows(5, bad_at={1, 3}))
     assert (upload.report["valid"], upload.report["invalid"]) == (3, 2)
     with pytest.raises(DatasetError, match="2 rows are invalid"):
-        services.upload_import(upload=upload, name="x", skip_invalid=False)
+        uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     assert not Dataset.objects.exists()
-    dataset = services.upload_import(upload=upload, name="x", skip_invalid=True)
+    dataset = uploads.upload_import(upload=upload, name="x", skip_invalid=True)
     assert [e.request for e in dataset.examples.order_by("position")] == ["q0", "q2", "q4"]
     assert [e.position for e in dataset.examples.order_by("position")] == [0, 1, 2]
     assert [e.source_line for e in dataset.examples.order_by("position")] == [2, 4, 6]
@@ -132,37 +133,37 @@ def test_import_refused_when_the_mapping_changed_since_the_check(tmp_path: Path)
     upload.mapping = {**upload.mapping, "topic": "ignore"}
     upload.save()
     with pytest.raises(DatasetError, match="Check the rows before importing"):
-        services.upload_import(upload=upload, name="x", skip_invalid=False)
+        uploads.upload_import(upload=upload, name="x", skip_invalid=False)
 
 
 def test_mapping_change_rechecks_the_rows(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, "q,text,other\nhello,,x\nbye,,y\n")
     assert upload.mapping == {"q": "metadata", "text": "metadata", "other": "metadata"}
     assert upload.report == {} and upload.status == Upload.Status.RECEIVED  # no response column yet
-    upload = services.upload_set_mapping(upload=upload, mapping={"q": "response"})
+    upload = uploads.upload_set_mapping(upload=upload, mapping={"q": "response"})
     assert upload.status == Upload.Status.VALIDATED and upload.report["valid"] == 2
     with pytest.raises(DatasetError, match="no column named 'nope'"):
-        services.upload_set_mapping(upload=upload, mapping={"nope": "response"})
+        uploads.upload_set_mapping(upload=upload, mapping={"nope": "response"})
     with pytest.raises(DatasetError, match="Unknown field 'answer'"):
-        services.upload_set_mapping(upload=upload, mapping={"q": "answer"})
+        uploads.upload_set_mapping(upload=upload, mapping={"q": "answer"})
 
 
 def test_read_options_change_rereads_the_file(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, "question;answer\nq;a\n")
     assert upload.options["delimiter"] == ";"
-    upload = services.upload_set_read_options(upload=upload, delimiter=",")
+    upload = uploads.upload_set_read_options(upload=upload, delimiter=",")
     assert upload.columns == ["question;answer"]
-    upload = services.upload_set_read_options(upload=upload, delimiter=";", encoding="cp1252")
+    upload = uploads.upload_set_read_options(upload=upload, delimiter=";", encoding="cp1252")
     assert upload.columns == ["question", "answer"] and upload.encoding == "cp1252"
     assert upload.report["valid"] == 1
     with pytest.raises(DatasetError, match="comma, semicolon, tab or pipe"):
-        services.upload_set_read_options(upload=upload, delimiter=":")
+        uploads.upload_set_read_options(upload=upload, delimiter=":")
 
 
 @pytest.mark.usefixtures("batches_of_2000")
 def test_a_failure_late_in_the_file_leaves_no_rows(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, csv_rows(9000))
-    real_write = services._write_examples
+    real_write = dataset_rows._write_examples
     calls = []
 
     def failing_write(dataset_id: int, params: list[Any]) -> None:
@@ -172,8 +173,8 @@ def test_a_failure_late_in_the_file_leaves_no_rows(tmp_path: Path) -> None:
             raise RuntimeError("disk full")
         real_write(dataset_id, params)
 
-    with mock.patch.object(services, "_write_examples", failing_write):
-        dataset = services.upload_import(upload=upload, name="x", skip_invalid=False)
+    with mock.patch.object(dataset_rows, "_write_examples", failing_write):
+        dataset = uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     assert calls == [0, 2000, 4000, 6000, 8000]
     dataset.refresh_from_db()
     assert dataset.status == Dataset.Status.FAILED
@@ -182,7 +183,7 @@ def test_a_failure_late_in_the_file_leaves_no_rows(tmp_path: Path) -> None:
     upload.refresh_from_db()
     assert upload.status == Upload.Status.FAILED and "disk full" in upload.report["import_error"]
     # Trying again works and replaces the failed dataset.
-    again = services.upload_import(upload=upload, name="x", skip_invalid=False)
+    again = uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     assert again.status == Dataset.Status.READY and again.examples.count() == 9000
     assert not Dataset.objects.filter(pk=dataset.pk).exists()
 
@@ -191,15 +192,15 @@ def test_a_failure_late_in_the_file_leaves_no_rows(tmp_path: Path) -> None:
 def test_rows_are_written_in_bounded_transactions_with_progress(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, csv_rows(4500))
     seen: list[tuple[int, int, str]] = []
-    real_write = services._write_examples
+    real_write = dataset_rows._write_examples
 
     def watching_write(dataset_id: int, params: list[Any]) -> None:
         dataset = Dataset.objects.get(pk=dataset_id)
         seen.append((dataset.rows_done, len(params), dataset.status))
         real_write(dataset_id, params)
 
-    with mock.patch.object(services, "_write_examples", watching_write):
-        services.upload_import(upload=upload, name="x", skip_invalid=False)
+    with mock.patch.object(dataset_rows, "_write_examples", watching_write):
+        uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     assert seen == [(0, 2000, "importing"), (2000, 2000, "importing"), (4000, 500, "importing")]
 
 
@@ -208,17 +209,17 @@ def test_batches_are_cut_by_all_the_text_they_write_metadata_included(tmp_path: 
     lines = ["question,answer,notes"] + [f"q{i},a{i},{'n' * 400}" for i in range(10)]
     upload = make_upload(tmp_path, "\n".join(lines) + "\n")
     sizes: list[int] = []
-    real_write = services._write_examples
+    real_write = dataset_rows._write_examples
 
     def counting_write(dataset_id: int, params: list[Any]) -> None:
         sizes.append(len(params))
         real_write(dataset_id, params)
 
     with (
-        mock.patch.object(services, "WRITE_BATCH_CHARS", 1000),
-        mock.patch.object(services, "_write_examples", counting_write),
+        mock.patch.object(dataset_rows, "WRITE_BATCH_CHARS", 1000),
+        mock.patch.object(dataset_rows, "_write_examples", counting_write),
     ):
-        dataset = services.upload_import(upload=upload, name="x", skip_invalid=False)
+        dataset = uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     assert sizes == [3, 3, 3, 1]
     assert dataset.status == Dataset.Status.READY and dataset.examples.count() == 10
 
@@ -237,7 +238,7 @@ def test_no_transaction_is_open_while_rows_are_read_or_columns_worked_out(
         tasks.upload_validate(str(upload.pk))
         upload.refresh_from_db()
     seen: list[tuple[str, bool]] = []
-    real_key, real_columns = Example.make_input_key, services._metadata_columns
+    real_key, real_columns = Example.make_input_key, dataset_rows.metadata_columns
 
     def make_input_key(**kwargs: Any) -> str:
         seen.append(("row", connection.in_atomic_block))
@@ -249,10 +250,10 @@ def test_no_transaction_is_open_while_rows_are_read_or_columns_worked_out(
 
     with (
         mock.patch.object(Example, "make_input_key", staticmethod(make_input_key)),
-        mock.patch.object(services, "_metadata_columns", metadata_columns),
+        mock.patch.object(dataset_rows, "metadata_columns", metadata_columns),
         mock.patch("django_q.tasks.async_task"),
     ):
-        dataset = services.upload_import(upload=upload, name="x", skip_invalid=False)
+        dataset = uploads.upload_import(upload=upload, name="x", skip_invalid=False)
         tasks.dataset_import(str(upload.pk))
     dataset.refresh_from_db()
     assert dataset.status == Dataset.Status.READY and dataset.examples.count() == 30
@@ -263,7 +264,7 @@ def test_no_transaction_is_open_while_rows_are_read_or_columns_worked_out(
 def test_metadata_columns_keep_file_order_then_new_json_keys_each_once() -> None:
     columns = ["question", "answer", "topic", "source", "unused"]
     mapping = {"question": "request", "answer": "response", "unused": "ignore"}
-    assert services._metadata_columns(columns, mapping, ["lang", "topic", "lang", "tone"]) == [
+    assert dataset_rows.metadata_columns(columns, mapping, ["lang", "topic", "lang", "tone"]) == [
         "topic",
         "source",
         "lang",
@@ -291,7 +292,7 @@ def test_metadata_columns_compare_each_column_a_bounded_number_of_times() -> Non
     # The same names met again as JSON keys, as distinct string objects (no identity shortcut).
     extra = [CountedColumn(f"field_{n}") for n in range(count)] + [CountedColumn("new")]
     CountedColumn.compares = 0
-    result = services._metadata_columns(columns, {}, extra)
+    result = dataset_rows.metadata_columns(columns, {}, extra)
     assert result == [*columns, "new"]
     assert CountedColumn.compares <= 2 * len(extra)
 
@@ -317,7 +318,7 @@ def test_large_file_is_checked_and_imported_by_background_tasks(
         mock.patch("django_q.tasks.async_task") as async_task,
         django_capture_on_commit_callbacks(execute=True),
     ):
-        dataset = services.upload_import(upload=upload, name="big", skip_invalid=False)
+        dataset = uploads.upload_import(upload=upload, name="big", skip_invalid=False)
     assert async_task.call_args.args == ("evals.tasks.dataset_import", str(upload.pk))
     # Until the task runs the dataset is importing, with its expected size, and has no rows.
     assert (
@@ -341,15 +342,15 @@ def test_background_check_report_is_dropped_if_the_mapping_changed_meanwhile(
     with mock.patch("django_q.tasks.async_task"):
         upload = make_upload(tmp_path, csv_rows(5))
     first_key = upload.report["key"]
-    real_validate = services.ingest.validate
+    real_validate = uploads.ingest.validate
 
     def validate_while_the_user_changes_the_mapping(*args: Any, **kwargs: Any) -> Any:
         result = real_validate(*args, **kwargs)
         with mock.patch("django_q.tasks.async_task"):
-            services.upload_set_mapping(upload=Upload.objects.get(pk=upload.pk), mapping={"topic": "ignore"})
+            uploads.upload_set_mapping(upload=Upload.objects.get(pk=upload.pk), mapping={"topic": "ignore"})
         return result
 
-    with mock.patch.object(services.ingest, "validate", validate_while_the_user_changes_the_mapping):
+    with mock.patch.object(uploads.ingest, "validate", validate_while_the_user_changes_the_mapping):
         tasks.upload_validate(str(upload.pk))
     upload.refresh_from_db()
     # The finished check was for the old mapping: the page keeps waiting for the new one.
@@ -366,27 +367,27 @@ def test_background_check_error_is_stored_for_the_page(tmp_path: Path, settings:
     assert upload.report["state"] == "error"
     assert upload.report["error"] == "The file has more than 3 rows, over the row limit (DOCKET_MAX_ROWS)."
     with pytest.raises(DatasetError, match="Check the rows"):
-        services.upload_import(upload=upload, name="x", skip_invalid=True)
+        uploads.upload_import(upload=upload, name="x", skip_invalid=True)
 
 
 def test_double_import_of_one_upload_creates_one_dataset(tmp_path: Path) -> None:
     upload = make_upload(tmp_path, csv_rows(3))
     stale_copy = Upload.objects.get(pk=upload.pk)
-    services.upload_import(upload=upload, name="x", skip_invalid=False)
+    uploads.upload_import(upload=upload, name="x", skip_invalid=False)
     with pytest.raises(DatasetError):
-        services.upload_import(upload=stale_copy, name="x", skip_invalid=False)
+        uploads.upload_import(upload=stale_copy, name="x", skip_invalid=False)
     assert Dataset.objects.count() == 1
 
 
 def test_same_file_again_points_at_the_earlier_dataset(tmp_path: Path) -> None:
     first = make_upload(tmp_path, csv_rows(3))
-    dataset = services.upload_import(upload=first, name="first", skip_invalid=False)
+    dataset = uploads.upload_import(upload=first, name="first", skip_invalid=False)
     second = make_upload(tmp_path, csv_rows(3), name="copy.csv")
-    assert list(services.upload_duplicates(second)) == [dataset]
+    assert list(upload_duplicates(second)) == [dataset]
     other = make_upload(tmp_path, csv_rows(4), name="other.csv")
-    assert list(services.upload_duplicates(other)) == []
+    assert list(upload_duplicates(other)) == []
     # Still allowed.
-    assert services.upload_import(upload=second, name="again", skip_invalid=False).status == "ready"
+    assert uploads.upload_import(upload=second, name="again", skip_invalid=False).status == "ready"
 
 
 def test_xlsx_upload_opens_on_the_first_sheet_with_rows_and_another_can_be_chosen(tmp_path: Path) -> None:
@@ -401,14 +402,14 @@ def test_xlsx_upload_opens_on_the_first_sheet_with_rows_and_another_can_be_chose
         data.append([f"{title} p1", f"{title} c1"])
     path = tmp_path / "incoming.xlsx"
     workbook.save(path)
-    upload = services.upload_create(source=path, original_name="book.xlsx")
+    upload = uploads.upload_create(source=path, original_name="book.xlsx")
     assert upload.options["sheets"] == ["Readme", "Answers", "More"]
     assert upload.options["sheet"] == "Answers"
     assert upload.mapping == {"prompt": "request", "completion": "response"}
     with pytest.raises(DatasetError, match="header row but no data rows"):
-        services.upload_set_read_options(upload=Upload.objects.get(pk=upload.pk), sheet="Readme")
-    upload = services.upload_set_read_options(upload=Upload.objects.get(pk=upload.pk), sheet="More")
-    dataset = services.upload_import(upload=upload, name="book", skip_invalid=False)
+        uploads.upload_set_read_options(upload=Upload.objects.get(pk=upload.pk), sheet="Readme")
+    upload = uploads.upload_set_read_options(upload=Upload.objects.get(pk=upload.pk), sheet="More")
+    dataset = uploads.upload_import(upload=upload, name="book", skip_invalid=False)
     assert dataset.examples.get().response == "More c1"
 
 
@@ -419,22 +420,22 @@ def test_deleting_an_importing_dataset_cancels_the_import(tmp_path: Path, settin
         upload = make_upload(tmp_path, csv_rows(5000))
         tasks.upload_validate(str(upload.pk))
         upload.refresh_from_db()
-        services.upload_import(upload=upload, name="x", skip_invalid=False)
-    real_write = services._write_examples
+        uploads.upload_import(upload=upload, name="x", skip_invalid=False)
+    real_write = dataset_rows._write_examples
 
     def delete_midway(dataset_id: int, params: list[Any]) -> None:
         if params[0][1] == 2000:
-            services.dataset_delete(dataset=Dataset.objects.get(pk=dataset_id))
+            datasets.dataset_delete(dataset=Dataset.objects.get(pk=dataset_id))
         real_write(dataset_id, params)
 
-    with mock.patch.object(services, "_write_examples", delete_midway):
+    with mock.patch.object(dataset_rows, "_write_examples", delete_midway):
         tasks.dataset_import(str(upload.pk))
     assert not Dataset.objects.exists() and not Example.objects.exists()
     # The upload can be imported again.
     upload.refresh_from_db()
     assert upload.status == Upload.Status.VALIDATED and upload.dataset is None
     with mock.patch("django_q.tasks.async_task"):
-        services.upload_import(upload=upload, name="again", skip_invalid=False)
+        uploads.upload_import(upload=upload, name="again", skip_invalid=False)
     tasks.dataset_import(str(upload.pk))
     assert Dataset.objects.get().examples.count() == 5000
 
@@ -442,30 +443,30 @@ def test_deleting_an_importing_dataset_cancels_the_import(tmp_path: Path, settin
 def test_import_file_checks_then_imports(tmp_path: Path) -> None:
     path = tmp_path / "file.jsonl"
     path.write_text("\n".join(json.dumps({"query": f"q{i}", "output": f"o{i}", "k": i}) for i in range(3)))
-    dataset, report = services.dataset_import_file(path=path, name="", overrides=[("ignore", "k")])
+    dataset, report = datasets.dataset_import_file(path=path, name="", overrides=[("ignore", "k")])
     assert dataset is not None and dataset.name == "file" and dataset.row_count == 3
     assert dataset.examples.first().metadata == {}  # type: ignore[union-attr]
     assert report.valid == 3
 
 
 def test_rename(tmp_path: Path) -> None:
-    dataset = services.upload_import(upload=make_upload(tmp_path, csv_rows(1)), name="x", skip_invalid=False)
-    services.dataset_rename(dataset=dataset, name="  New   name ")
+    dataset = uploads.upload_import(upload=make_upload(tmp_path, csv_rows(1)), name="x", skip_invalid=False)
+    datasets.dataset_rename(dataset=dataset, name="  New   name ")
     dataset.refresh_from_db()
     assert dataset.name == "New name"
     with pytest.raises(DatasetError, match="needs a name"):
-        services.dataset_rename(dataset=dataset, name="   ")
+        datasets.dataset_rename(dataset=dataset, name="   ")
 
 
 def test_delete_is_refused_while_runs_use_the_dataset(tmp_path: Path) -> None:
-    dataset = services.upload_import(upload=make_upload(tmp_path, csv_rows(3)), name="x", skip_invalid=False)
+    dataset = uploads.upload_import(upload=make_upload(tmp_path, csv_rows(3)), name="x", skip_invalid=False)
     judge = Judge.objects.create(api_url="http://judge", remote_id="j1", source="offline", name="J")
     Run.objects.create(dataset=dataset, judge=judge)
     with pytest.raises(DatasetError, match="1 run uses this dataset, so it can't be deleted"):
-        services.dataset_delete(dataset=dataset)
+        datasets.dataset_delete(dataset=dataset)
     assert dataset.examples.count() == 3
     Run.objects.all().delete()
-    services.dataset_delete(dataset=dataset)
+    datasets.dataset_delete(dataset=dataset)
     assert not Dataset.objects.exists() and not Example.objects.exists()
 
 
@@ -473,7 +474,7 @@ def test_stale_uploads_are_purged_with_their_files(tmp_path: Path) -> None:
     from django.utils import timezone
 
     old = make_upload(tmp_path, csv_rows(1))
-    Upload.objects.filter(pk=old.pk).update(created_at=timezone.now() - services.UPLOAD_KEEP * 2)
+    Upload.objects.filter(pk=old.pk).update(created_at=timezone.now() - uploads.UPLOAD_KEEP * 2)
     make_upload(tmp_path, csv_rows(2), name="new.csv")
     assert not Upload.objects.filter(pk=old.pk).exists()
     assert not Path(old.path).exists()

@@ -11,8 +11,8 @@ import pytest
 from django.http import QueryDict
 
 from evals.models import Example, Run
-from evals.selectors import ResultsQuery
-from evals.services.export import export_filename, export_headers, export_stream, neutralise
+from evals.selectors.export import export_filename, export_headers, export_stream, neutralise
+from evals.selectors.results import ResultsQuery
 from tests.factories import build_run
 
 EVALUATORS = ("Politeness", "Concision", "PII safety")

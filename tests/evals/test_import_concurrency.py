@@ -26,7 +26,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals import tasks
 from evals.models import Dataset, Example, Upload
-from evals.services import datasets as services
+from evals.services import dataset_rows, uploads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,11 +70,11 @@ def test_other_users_log_in_and_rename_while_a_wide_file_imports(
     settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "uploads"
     settings.DOCKET_INLINE_IMPORT_MAX_BYTES = 1  # the background path, as a wide file takes
     with mock.patch("django_q.tasks.async_task"):
-        upload = services.upload_create(source=wide_csv(tmp_path / "in.csv"), original_name="wide.csv")
+        upload = uploads.upload_create(source=wide_csv(tmp_path / "in.csv"), original_name="wide.csv")
         tasks.upload_validate(str(upload.pk))
         upload.refresh_from_db()
         assert upload.report["valid"] == ROWS
-        importing = services.upload_import(upload=upload, name="wide", skip_invalid=False)
+        importing = uploads.upload_import(upload=upload, name="wide", skip_invalid=False)
     other = make_dataset(3, name="answers")
     get_user_model().objects.create_user(username="grace", password="a-long-test-password")
     renamer = Client(raise_request_exception=False)
@@ -95,7 +95,7 @@ def test_other_users_log_in_and_rename_while_a_wide_file_imports(
     if held_at == "reading rows":
         hold = held_inside(Example, "make_input_key", reached, release)
     else:
-        hold = held_inside(services, "_metadata_columns", reached, release)
+        hold = held_inside(dataset_rows, "metadata_columns", reached, release)
     web = Client(raise_request_exception=False)
     with hold:
         worker = threading.Thread(target=run_import)

@@ -17,11 +17,11 @@ from evals import client
 from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError
 from evals.models import Dataset, Item, Judge, JudgeApiEvent, RemoteBatch, Run, Score
 from evals.pump import pump
+from evals.selectors.runs import run_items_merged
 from evals.services.runs import (
     RunError,
     run_cancel,
     run_create,
-    run_items_merged,
     run_preflight,
     run_retry_failed,
 )

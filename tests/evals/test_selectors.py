@@ -6,7 +6,7 @@ import pytest
 from django.http import QueryDict
 
 from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
-from evals.selectors import (
+from evals.selectors.results import (
     ResultsQuery,
     Visibility,
     items_with_details,

@@ -7,7 +7,7 @@ import pytest
 from django.http import QueryDict
 
 from evals.models import Item
-from evals.services.stats import (
+from evals.selectors.stats import (
     incomplete_beta,
     mean_interval,
     mean_interval_of,

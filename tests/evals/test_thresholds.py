@@ -11,8 +11,8 @@ from django.db import transaction
 from evals import tasks
 from evals.client import ExecutionLog, JudgeAPI, JudgeError
 from evals.models import Dataset, Item, Judge, Run
+from evals.selectors.stats import run_statistics
 from evals.services.runs import run_create
-from evals.services.stats import run_statistics
 from evals.services.thresholds import run_thresholds_learn, runs_thresholds_learn_due
 from tests.conftest import JUDGE_URL, RAG_JUDGE, SUPPORT_JUDGE
 from tests.factories import build_run, pump_until_finished

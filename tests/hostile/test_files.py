@@ -22,7 +22,7 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import Dataset, Example
-from evals.services import datasets as services
+from evals.services import datasets, uploads
 from evals.services.datasets import DatasetError
 from tests.hostile import build
 
@@ -153,10 +153,10 @@ def test_the_import_command_refuses_the_file_or_names_its_bad_row_and_writes_not
     path = built(case.builder)
     if case.refused:
         with pytest.raises(DatasetError) as refused:
-            services.dataset_import_file(path=path)
+            datasets.dataset_import_file(path=path)
         assert case.refused in str(refused.value)
     else:
-        dataset, report = services.dataset_import_file(path=path)
+        dataset, report = datasets.dataset_import_file(path=path)
         assert dataset is None
         assert_named(case, [(p.line, p.column, p.reason) for p in report.problems])
     assert not Dataset.objects.exists() and not Example.objects.exists()
@@ -171,11 +171,11 @@ def test_an_upload_of_the_file_is_refused_or_its_check_names_the_bad_row(
     received = tmp_path / f"incoming-{made.name}"
     shutil.copyfile(made, received)  # the upload moves the file it receives
     try:
-        upload = services.upload_create(source=received, original_name=made.name)
+        upload = uploads.upload_create(source=received, original_name=made.name)
     except DatasetError as error:
         message = str(error)
     else:
-        services.upload_validate(upload_id=upload.pk)  # large files are checked by a task: run it here
+        uploads.upload_validate(upload_id=upload.pk)  # large files are checked by a task: run it here
         upload.refresh_from_db()
         message = upload.report.get("error", "")
         if not case.refused:
@@ -220,6 +220,6 @@ def test_a_sheet_whose_dimension_claims_a1_to_xfd1048576_reads_its_real_rows_and
     result = measure(path, tmp_path / "var")
     assert (result["outcome"], result["rows"], result["columns"]) == ("valid", 20_000, 2)
     assert result["peak_mb"] < PEAK_MB, result
-    dataset, report = services.dataset_import_file(path=path)
+    dataset, report = datasets.dataset_import_file(path=path)
     assert dataset is not None and report.blank == 0
     assert dataset.columns == ["prompt", "response"] and dataset.examples.count() == 20_000

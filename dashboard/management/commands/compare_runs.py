@@ -16,7 +16,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evals.models import Run
-from evals.services.compare import (
+from evals.selectors.compare import (
     RunComparison,
     comparison_as_dict,
     runs_compare,

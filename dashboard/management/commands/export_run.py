@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandParser, OutputWrappe
 from django.http import QueryDict
 
 from evals.models import Run
-from evals.selectors import ResultsQuery
-from evals.services.export import FORMATS, export_stream
+from evals.selectors.export import FORMATS, export_stream
+from evals.selectors.results import ResultsQuery
 
 EXIT_INVALID = 2
 

@@ -19,10 +19,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from evals.client import JudgeAPI, JudgeError, Patience
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
 from evals.pump import pump, pump_alive
+from evals.selectors.stats import run_cost, run_waits_for_cap
 from evals.services.costs import format_cost
 from evals.services.judges import JudgeLookupError, judge_find, judge_refresh
 from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
-from evals.services.stats import run_cost, run_waits_for_cap
 from evals.services.thresholds import run_thresholds_learn
 
 PROGRESS_EVERY = 5.0

@@ -50,9 +50,9 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from evals.models import BackoffKind, Item, RemoteBatch, Review, Run, Score
+from evals.selectors.runs import run_chain, run_items_merged
 from evals.services.costs import format_cost
 from evals.services.reviews import corrected_value, human_label, human_verdicts
-from evals.services.runs import run_chain, run_items_merged
 
 HISTOGRAM_BINS = 10
 SLICE_LIMIT = 30

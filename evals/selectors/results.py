@@ -29,8 +29,8 @@ from django.db.models.functions import Cast
 from django.db.models.lookups import Exact
 from django.http import QueryDict
 
-from evals.models import Dataset, Example, Item, Run, Score
-from evals.services.runs import run_items_merged
+from evals.models import INPUT_FIELDS, Dataset, Example, Item, Run, Score
+from evals.selectors.runs import run_items_merged
 
 PAGE_SIZE = 50
 STATUSES = {choice.value for choice in Item.Status}
@@ -39,7 +39,7 @@ METADATA_SUGGESTIONS = 50
 METADATA_VALUES_SECONDS = 24 * 3600
 
 # An example's text, as the judge was given it; a share link may hide all of it. Metadata stays.
-TEXT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
+TEXT_FIELDS = INPUT_FIELDS
 # The row's key (a column of the user's, e.g. a case id that may name a customer) goes with the texts.
 TEXT_COLUMNS = (*TEXT_FIELDS, "input_key")
 HIDDEN_MESSAGE = "The judge's message is hidden by this share link (it may quote the text)."

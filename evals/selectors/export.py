@@ -40,9 +40,9 @@ from typing import Any
 from django.utils.text import slugify
 
 from evals.models import Item, Review, Run
-from evals.selectors import ALL, TEXT_FIELDS, ResultsQuery, Visibility, results_iter
+from evals.selectors.results import ALL, TEXT_FIELDS, ResultsQuery, Visibility, results_iter
+from evals.selectors.runs import run_chain
 from evals.services.reviews import HumanVerdict, human_verdicts
-from evals.services.runs import run_chain
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}

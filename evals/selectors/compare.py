@@ -22,7 +22,7 @@ corrected score of the review that counts (the most recently changed one, `human
 gave one, else the judge's; it passes when that review says pass. Reviews are few: each run's human
 verdicts are read once, in one query, and applied to the rows as they stream past.
 
-Cost per item is each run's own (`evals.services.stats.run_cost`: its cost over the items whose cost
+Cost per item is each run's own (`evals.selectors.stats.run_cost`: its cost over the items whose cost
 the judge's logs gave), with the difference B - A; runs made with different evaluator sets (or one with
 a set and one with the whole judge) are flagged, as their costs and scores measure different things.
 
@@ -45,15 +45,15 @@ from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Collate
 
 from evals.models import Example, Item, Review, Run, Score, turns_before_last_answer
-from evals.services.costs import format_cost
-from evals.services.reviews import HumanVerdict, human_verdicts
-from evals.services.stats import (
+from evals.selectors.stats import (
     MeanInterval,
     RunCost,
     format_cost_change,
     interval_from_deviations,
     run_cost,
 )
+from evals.services.costs import format_cost
+from evals.services.reviews import HumanVerdict, human_verdicts
 
 EPSILON = 1e-9
 DROPS_SHOWN = 25
