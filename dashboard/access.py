@@ -25,7 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from evals.models import Run, ShareLink
-from evals.selectors.results import ALL, ResultsQuery, Visibility
+from evals.selectors.results import ResultsQuery
+from evals.selectors.visibility import ALL, Visibility
 
 RUN_RELATED = ("dataset", "judge", "created_by", "retry_of")
 

@@ -8,7 +8,7 @@ from django.http import QueryDict
 
 from evals.models import MAX_BATCH_SIZE, Dataset, Judge, Run
 from evals.services.judges import judges_for_current_api
-from evals.services.runs import RunError, clean_max_cost, clean_project_id
+from evals.services.run_options import RunError, clean_max_cost, clean_project_id
 
 
 class RunForm(forms.Form):

@@ -5,6 +5,10 @@ web process, DEBUG off (Docket's own error pages) with a SECRET_KEY generated on
 localhost over plain HTTP. DOCKET_DEBUG=1 adds Django's debug pages, for development only. A team server
 (DOCKET_PRODUCTION=1) requires SECRET_KEY and ALLOWED_HOSTS and turns on secure cookies, HTTPS redirects
 and HSTS, so that `manage.py check --deploy` reports nothing.
+
+Importing this file writes nothing. manage.py makes var/ and its uploads folder before any command
+(SQLite keeps its database there); `manage.py ensure_var` generates the keys, and the commands that start
+Docket's processes run it first (ensure_login and serve under `make run`, start in the container).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DOCKET_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -44,20 +47,23 @@ def env_list(name: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
 
-def var_secret(name: str) -> str:
-    """A secret kept in an ignored file under var/, generated on first use.
+# The names of the key files under VAR_DIR that these settings read (the keys the environment did not
+# give); `manage.py ensure_var` generates each one that is missing.
+GENERATED_KEYS: list[str] = []
 
-    O_EXCL makes two processes starting together (web and worker) agree on one value.
+
+def generated_key(name: str) -> str:
+    """A key generated once into var/<name> by `manage.py ensure_var`, so that processes share it.
+
+    Before that has run (`manage.py check` on a fresh checkout, a test run) the key is made up for this
+    process alone: that is enough for any one process, and every command that starts Docket's
+    processes (ensure_login, serve, start) writes the file before they start.
     """
-    path = VAR_DIR / name
+    GENERATED_KEYS.append(name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        value = secrets.token_urlsafe(32)
-        handle.write(value + "\n")
-    return value
+        return (VAR_DIR / name).read_text().strip() or secrets.token_urlsafe(32)
+    except FileNotFoundError:
+        return secrets.token_urlsafe(32)
 
 
 # DOCKET_DEBUG=0 meant production before DEBUG was off by default; it still does.
@@ -79,7 +85,7 @@ if PRODUCTION:
             "ALLOWED_HOSTS must be set when DOCKET_PRODUCTION=1 (a comma-separated list)."
         )
 else:
-    SECRET_KEY = os.environ.get("SECRET_KEY") or var_secret("secret-key")
+    SECRET_KEY = os.environ.get("SECRET_KEY") or generated_key("secret-key")
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -147,9 +153,8 @@ TEMPLATES = [
 # Database: SQLite under var/ unless DATABASE_URL names another (PostgreSQL for a team server).
 DATABASE_URL = os.environ.get("DATABASE_URL", "") or f"sqlite:///{VAR_DIR / 'docket.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-# One test database per test process, so two test runs on one machine never share one.
-DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+sqlite = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if sqlite:
     DATABASES["default"].update(
         {
             "CONN_MAX_AGE": 0,
@@ -160,11 +165,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # A file, not memory: tests that start a real qcluster process must share it. One per
-            # test process, so two test runs on one checkout never share a database.
-            "TEST": {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     )
+# One test database per test process, so two test runs on one machine never share one. For SQLite a
+# file, not memory: tests that start a real qcluster process must share it.
+DATABASES["default"]["TEST"] = {
+    "NAME": (
+        str(VAR_DIR / f"test-{os.getpid()}.sqlite3")
+        if sqlite
+        else f"test_{DATABASES['default']['NAME']}_{os.getpid()}"
+    )
+}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -210,11 +221,15 @@ else:
 # The judge API. With a Scorable key Docket talks to Scorable; without one, to the offline judge that
 # this same web process serves under /judge-api/.
 DOCKET_PORT = env_int("DOCKET_PORT", 8000)
-OFFLINE_JUDGE_API_KEY = os.environ.get("OFFLINE_JUDGE_API_KEY") or var_secret("offline-judge-api-key")
 OFFLINE_JUDGE_FAULTS = os.environ.get("OFFLINE_JUDGE_FAULTS", "")
 SCORABLE_API_KEY = os.environ.get("SCORABLE_API_KEY", "")
 # Served only when Docket needs it (no Scorable key), unless asked for.
 OFFLINE_JUDGE_ENABLED = env_bool("OFFLINE_JUDGE_ENABLED", not SCORABLE_API_KEY)
+# The key the offline judge wants, which Docket also sends when the offline judge is its judge API.
+# With Scorable as the judge and no offline judge served, no key is needed and none is generated.
+OFFLINE_JUDGE_API_KEY = os.environ.get("OFFLINE_JUDGE_API_KEY") or (
+    generated_key("offline-judge-api-key") if OFFLINE_JUDGE_ENABLED or not SCORABLE_API_KEY else ""
+)
 if SCORABLE_API_KEY:
     JUDGE_API_SOURCE = "scorable"
     JUDGE_API_URL = os.environ.get("SCORABLE_API_URL", "https://api.scorable.ai")
@@ -267,7 +282,6 @@ DOCKET_MAX_XLSX_BYTES = env_int("DOCKET_MAX_XLSX_BYTES", 1024 * 1024 * 1024)
 # Shared strings are held in memory while a sheet is read: this many at most.
 DOCKET_MAX_XLSX_STRINGS = env_int("DOCKET_MAX_XLSX_STRINGS", 3_000_000)
 FILE_UPLOAD_TEMP_DIR = VAR_DIR / "uploads"
-FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
 # Retention: the watchdog deletes runs and datasets older than this many days (unset: keep everything).
 # A dataset goes with its runs once it and its newest run are that old. See `manage.py purge`.
 DOCKET_RETENTION_DAYS = env_int("DOCKET_RETENTION_DAYS", 0) or None

@@ -7,25 +7,29 @@ from django.urls import include, path
 
 from dashboard.api.urls import urls as api_urls
 
+VIEW_AREAS = (
+    "runs",
+    "sharing",
+    "results",
+    "compare",
+    "history",
+    "reviews",
+    "calibration",
+    "noise",
+    "budget",
+    "datasets",
+    "judges",
+    "ops",
+    "tokens",
+)
+
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls),
-    # Each area keeps its routes next to its views.
-    path("", include("dashboard.views.runs")),
-    path("", include("dashboard.views.sharing")),
-    path("", include("dashboard.views.results")),
-    path("", include("dashboard.views.compare")),
-    path("", include("dashboard.views.history")),
-    path("", include("dashboard.views.reviews")),
-    path("", include("dashboard.views.calibration")),
-    path("", include("dashboard.views.noise")),
-    path("", include("dashboard.views.budget")),
-    path("", include("dashboard.views.datasets")),
-    path("", include("dashboard.views.judges")),
-    path("", include("dashboard.views.ops")),
-    path("", include("dashboard.views.tokens")),
+    # Each area keeps its routes next to its views (in this order: the first route that matches wins).
+    *(path("", include(f"dashboard.views.{area}")) for area in VIEW_AREAS),
 ]
 
 if settings.OFFLINE_JUDGE_ENABLED:

@@ -29,7 +29,7 @@ def wake_pump_on_worker_start(**kwargs: Any) -> None:
     """A worker process just started (a new or restarted qcluster): if runs are waiting, start a pump now
     rather than at the watchdog's next round. A pump already running makes the new one step aside."""
     from evals.models import RemoteBatch
-    from evals.services.runs import wake_pump
+    from evals.tasks import wake_pump
 
     try:
         if RemoteBatch.objects.unfinished().exists():

@@ -5,6 +5,9 @@ every failure turned into a JudgeError that says whether trying again can help. 
 and sleeps only when given a Patience (the commands a person or CI watches); otherwise the pump decides
 when to try again. The API key lives in settings only; it is never logged, rendered or passed to a task.
 
+One unit over 450 lines: the client of one API, one method per endpoint, with the reply records and
+parsers those methods return; the parsers check each field against the contract below.
+
 Reference: ../shared/docs/scorable-api.md (the contract, field by field).
 """
 

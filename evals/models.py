@@ -1,4 +1,8 @@
-"""Docket's state: judges, datasets and their rows, runs, the remote batches that carry them, results."""
+"""Docket's state: judges, datasets and their rows, runs, the remote batches that carry them, results.
+
+One unit over 450 lines: the schema. Django finds every model of the app here, and migrations are
+made from it.
+"""
 
 from __future__ import annotations
 
@@ -371,11 +375,16 @@ class Run(models.Model):
             return float(value), "judge"
         return DEFAULT_THRESHOLD, "default" if self.thresholds_learned_at else "pending"
 
-    def passes(self, name: str, score: float | None) -> bool | None:
-        """The judge's verdict on one score: pass when it reaches the evaluator's threshold in this run."""
+    def passes(self, name: str, score: float | None, *, override: float | None = None) -> bool | None:
+        """The judge's verdict on one score: pass when it reaches the evaluator's threshold in this run
+        (or `override`, a threshold asked for instead: see threshold_for). The one pass/fail rule."""
         if score is None:
             return None
-        return score >= self.threshold_for(name)[0]
+        return score >= self.threshold_for(name, override=override)[0]
+
+    def passing(self, name: str, *, override: float | None = None, field: str = "score") -> Q:
+        """`passes` as a filter on `field`, to count passes in the database instead of score by score."""
+        return Q(**{f"{field}__gte": self.threshold_for(name, override=override)[0]})
 
     @property
     def evaluator_means(self) -> list[tuple[str, float | None, int]]:

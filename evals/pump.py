@@ -18,6 +18,9 @@ Costs: once a batch has finished, its execution logs are read in one list call (
 and recorded once (`logs_fetched_at`), even after its run finished. A run with a cap (`max_cost`)
 sends a batch only while spent, plus what is out, plus the batch, at the estimated cost per item,
 stays within it; else the run is paused (evals/services/costs.py) and sends nothing until it is raised.
+
+One unit over 450 lines: one state machine (claim, perform, apply, sleep) and the window, lease and
+timing state it keeps between turns; its transitions are in batches.py.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ from evals.services.batches import (
     lock_run,
 )
 from evals.services.costs import budget_check, run_budget_pause
-from evals.services.runs import wake_pump
+from evals.services.judges import judge_api
+from evals.tasks import wake_pump
 
 logger = logging.getLogger("evals.pump")
 
@@ -622,14 +626,7 @@ class Pump:
                 ", permanent" if error.permanent else "",
                 error.message,
             )
-            JudgeApiEvent.objects.create(
-                action=action.kind,
-                status=error.reason,
-                throttled=error.throttled,
-                message=error.message[:2000],
-                attempt=action.attempt,
-                run_id=action.run_id,
-            )
+            failure_record(action=action.kind, failed=action, error=error)
         return True
 
     def apply_costs_error(self, action: Action, error: JudgeError) -> bool:
@@ -659,15 +656,20 @@ class Pump:
                 action.attempt,
                 error.message,
             )
-            JudgeApiEvent.objects.create(
-                action="logs",
-                status=error.reason,
-                throttled=error.throttled,
-                message=error.message[:2000],
-                attempt=action.attempt,
-                run_id=action.run_id,
-            )
+            failure_record(action="logs", failed=action, error=error)
         return True
+
+
+def failure_record(*, action: str, failed: Action, error: JudgeError) -> None:
+    """One failed judge API call, for the status page."""
+    JudgeApiEvent.objects.create(
+        action=action,
+        status=error.reason,
+        throttled=error.throttled,
+        message=error.message[:2000],
+        attempt=failed.attempt,
+        run_id=failed.run_id,
+    )
 
 
 def log_page_size(batch: RemoteBatch) -> int:
@@ -715,16 +717,15 @@ def pump(
     if report.slot is None:
         return report  # every slot is held by a live pump, which will see any new work within a second
     started = time.monotonic()
-    own_api = api is None
-    api = api or JudgeAPI.from_settings()
-    worker = Pump(api=api, owner=owner, concurrency=concurrency)
     try:
-        budget = settings.DOCKET_PUMP_SLICE_SECONDS if budget_seconds is None else budget_seconds
-        worker.work(deadline=started + budget, slot=report.slot)
+        with judge_api(api) as client:
+            worker = Pump(api=client, owner=owner, concurrency=concurrency)
+            try:
+                budget = settings.DOCKET_PUMP_SLICE_SECONDS if budget_seconds is None else budget_seconds
+                worker.work(deadline=started + budget, slot=report.slot)
+            finally:
+                worker.close()
     finally:
-        worker.close()
-        if own_api:
-            api.close()
         slot_release(report.slot, owner)
     report.actions = worker.actions
     report.seconds = time.monotonic() - started

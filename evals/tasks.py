@@ -29,6 +29,13 @@ def pump() -> None:
     pump_runs()
 
 
+def wake_pump() -> None:
+    """Start a pump task (one already running makes it step aside at once)."""
+    from django_q.tasks import async_task
+
+    async_task("evals.tasks.pump", task_name="pump", group="pump")
+
+
 def watchdog() -> None:
     """Runs every minute (a django-q2 Schedule): restarts the pump if work is waiting and none is alive."""
     from datetime import timedelta
@@ -37,12 +44,12 @@ def watchdog() -> None:
 
     from evals.models import JudgeApiEvent
     from evals.pump import pump_alive, pump_has_work
-    from evals.services.runs import wake_pump
 
     if pump_has_work() and not pump_alive():
         wake_pump()
     JudgeApiEvent.objects.filter(at__lt=timezone.now() - timedelta(days=1)).delete()
     watchdog_learn_thresholds()
+    watchdog_refresh_judges()
     watchdog_retention()
 
 
@@ -69,6 +76,19 @@ def watchdog_learn_thresholds() -> None:
         runs_thresholds_learn_due()
     except Exception:  # the watchdog's other duties must still run; the next round tries again
         logging.getLogger("evals.thresholds").exception("the watchdog could not learn thresholds")
+
+
+def watchdog_refresh_judges() -> None:
+    """The watchdog's share of judge syncing: judges a sync listed without their version are read in
+    full here, so that judge pages never ask the judge API while they render."""
+    import logging
+
+    from evals.services.judges import judges_refresh_due
+
+    try:
+        judges_refresh_due()
+    except Exception:  # the watchdog's other duties must still run; the next round tries again
+        logging.getLogger("evals.judges").exception("the watchdog could not read judges")
 
 
 def watchdog_retention() -> None:

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
-from dashboard.http import row_number
-from evals.models import ApiToken
+from dashboard.http import ROW_NUMBER_MAX, row_number
+from evals.models import ApiToken, Run
 from evals.services.tokens import api_token_authenticate
 
 logger = logging.getLogger("dashboard.api")
@@ -34,6 +37,12 @@ PROBLEM_TYPE = "application/problem+json"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
+
+RowT = TypeVar("RowT", bound=Model)
+RowId = Annotated[int, Field(ge=1, le=ROW_NUMBER_MAX)]
+Limit = Annotated[
+    int, Field(ge=1, le=PAGE_MAX, description=f"Rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT}).")
+]
 
 
 def _storable(value: str) -> str:
@@ -56,7 +65,7 @@ def storable(field: str, value: str) -> None:
     try:
         _storable(value)
     except ValueError as exc:
-        raise Problem(422, f"{field}: {exc}", errors=[{"field": field, "message": str(exc)}]) from None
+        raise Problem.invalid(field, str(exc), detail=f"{field}: {exc}") from None
 
 
 # --- Errors -------------------------------------------------------------------------------------------
@@ -95,6 +104,11 @@ class Problem(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+
+    @classmethod
+    def invalid(cls, field: str, message: str, *, detail: str | None = None) -> Problem:
+        """A 422 naming the one request field to fix; `detail` when the sentence says more than `message`."""
+        return cls(422, message if detail is None else detail, errors=[{"field": field, "message": message}])
 
 
 def problem_response(problem: Problem) -> HttpResponse:
@@ -246,10 +260,8 @@ def page_limit(limit: int | None) -> int:
     if limit is None:
         return PAGE_DEFAULT
     if not 1 <= limit <= PAGE_MAX:
-        raise Problem(
-            422,
-            f"limit must be between 1 and {PAGE_MAX}.",
-            errors=[{"field": "limit", "message": f"between 1 and {PAGE_MAX}"}],
+        raise Problem.invalid(
+            "limit", f"between 1 and {PAGE_MAX}", detail=f"limit must be between 1 and {PAGE_MAX}."
         )
     return limit
 
@@ -260,15 +272,47 @@ def keyset_page(queryset: Any, *, cursor: str | None, limit: int | None) -> tupl
     if cursor:
         after = row_number(cursor)
         if after is None:
-            raise Problem(
-                422,
-                "cursor is not one this API gave; start again without it.",
-                errors=[{"field": "cursor", "message": "not a cursor this API gave"}],
+            raise Problem.invalid(
+                "cursor",
+                "not a cursor this API gave",
+                detail="cursor is not one this API gave; start again without it.",
             )
         queryset = queryset.filter(pk__lt=after)
     rows = list(queryset.order_by("-pk")[: size + 1])
     next_cursor = str(rows[size - 1].pk) if len(rows) > size else None
     return rows[:size], next_cursor
+
+
+# --- Rows a path names --------------------------------------------------------------------------------
+
+
+def row_or_404(queryset: QuerySet[RowT], pk: int, noun: str) -> RowT:
+    """The row `pk` names, else a 404 problem; a number past BIGINT is no row, not a database error."""
+    row = queryset.filter(pk=pk).first() if 0 < pk <= ROW_NUMBER_MAX else None
+    if row is None:
+        raise Problem(404, f"There is no {noun} {pk}.")
+    return row
+
+
+def run_or_404(run_id: int, *related: str) -> Run:
+    return row_or_404(Run.objects.select_related(*related), run_id, "run")
+
+
+# --- Downloads ----------------------------------------------------------------------------------------
+
+
+def download(chunks: Iterator[str], *, content_type: str, filename: str) -> StreamingHttpResponse:
+    """A streamed file the browser saves as `filename`."""
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+def streamed(media_type: str, what: str) -> dict[str, Any]:
+    """The `openapi_extra` of a download: ninja documents only JSON answers by itself."""
+    return {
+        "responses": {200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}}
+    }
 
 
 def absolute_url(request: HttpRequest, path: str) -> str:

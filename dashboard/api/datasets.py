@@ -21,9 +21,17 @@ from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from ninja import Field, File, Form, Router, Schema, Status, UploadedFile
 
-from dashboard.api.core import ApiAuth, Problem, absolute_url, errors, keyset_page, storable
+from dashboard.api.core import (
+    ApiAuth,
+    Problem,
+    absolute_url,
+    errors,
+    keyset_page,
+    row_or_404,
+    storable,
+)
 from dashboard.forms_datasets import MULTIPART_OVERHEAD, CappedUploadHandler
-from dashboard.http import declared_length, row_number
+from dashboard.http import declared_length
 from evals import ingest
 from evals.models import Dataset
 from evals.services.datasets import DatasetError, dataset_delete, dataset_import_file
@@ -199,10 +207,10 @@ def _overrides(items: list[str]) -> list[tuple[str, str]]:
     for item in items:
         field, separator, column = item.partition("=")
         if not separator or not field.strip() or not column:
-            raise Problem(
-                422,
-                f"map {item[:80]!r}: write it as FIELD=COLUMN, for example map=response=answer.",
-                errors=[{"field": "map", "message": f"{item[:80]!r} is not FIELD=COLUMN"}],
+            raise Problem.invalid(
+                "map",
+                f"{item[:80]!r} is not FIELD=COLUMN",
+                detail=f"map {item[:80]!r}: write it as FIELD=COLUMN, for example map=response=answer.",
             )
         overrides.append((field.strip(), column))
     return overrides
@@ -266,10 +274,10 @@ def _refusal(error: DatasetError, problems: _RowProblems) -> Problem:
     what fails (a map naming an unknown field or column, or no response column), which `map` fixes.
     """
     if isinstance(error.__cause__, ingest.IngestError):
-        return Problem(422, f"file: {error}", errors=[{"field": "file", "message": str(error)}])
+        return Problem.invalid("file", str(error), detail=f"file: {error}")
     if problems.count:  # every row was invalid
         return Problem(422, f"{error} {problems.summary()}", errors=problems.listed)
-    return Problem(422, f"map: {error}", errors=[{"field": "map", "message": str(error)}])
+    return Problem.invalid("map", str(error), detail=f"map: {error}")
 
 
 @router.get("/datasets/", response={200: DatasetPage, **errors(422)}, url_name="dataset_list")
@@ -281,21 +289,11 @@ def dataset_list(
     return {"items": rows, "next_cursor": next_cursor}
 
 
-def _dataset(dataset_id: int) -> Dataset:
-    # A number past BIGINT is no row, not a database error.
-    dataset = (
-        Dataset.objects.filter(pk=dataset_id).first() if row_number(str(dataset_id)) is not None else None
-    )
-    if dataset is None:
-        raise Problem(404, f"There is no dataset {dataset_id}.")
-    return dataset
-
-
 @router.get(
     "/datasets/{dataset_id}/", response={200: DatasetOut, **errors(404, 422)}, url_name="dataset_detail"
 )
 def dataset_detail(request: HttpRequest, dataset_id: int) -> Dataset:
-    return _dataset(dataset_id)
+    return row_or_404(Dataset.objects.all(), dataset_id, "dataset")
 
 
 @router.delete(
@@ -304,7 +302,7 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> Dataset:
 def dataset_remove(request: HttpRequest, dataset_id: int) -> Status[None]:
     """Delete the dataset and its rows; refused (409) while runs use it: delete those runs first."""
     try:
-        dataset_delete(dataset=_dataset(dataset_id))
+        dataset_delete(dataset=row_or_404(Dataset.objects.all(), dataset_id, "dataset"))
     except DatasetError as exc:
         raise Problem(409, str(exc)) from exc
     return Status(204, None)

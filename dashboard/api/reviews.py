@@ -14,13 +14,10 @@ from typing import Any, Literal
 
 from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, StreamingHttpResponse
-from django.utils.http import content_disposition_header
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
-from dashboard.api.core import Problem, Text, errors, keyset_page
-from dashboard.api.runs import Limit
-from dashboard.http import ROW_NUMBER_MAX
+from dashboard.api.core import Limit, Problem, Text, download, errors, keyset_page, run_or_404, streamed
 from evals.models import Item, Review, Run, Score
 from evals.selectors.export import CONTENT_TYPES
 from evals.services.calibration import CalibrationReport, EvaluatorCalibration, calibration_report
@@ -149,17 +146,6 @@ class CalibrationOut(Schema):
 # --- Helpers ------------------------------------------------------------------------------------------
 
 
-def _run(run_id: int) -> Run:
-    run = (
-        Run.objects.select_related("judge").filter(pk=run_id).first()
-        if 0 < run_id <= ROW_NUMBER_MAX
-        else None
-    )
-    if run is None:
-        raise Problem(404, f"There is no run {run_id}.")
-    return run
-
-
 def _judge_score() -> Subquery:
     score = Score.objects.filter(item_id=OuterRef("item_id"), evaluator_name=OuterRef("evaluator_name"))
     return Subquery(score.values("score")[:1])
@@ -244,7 +230,7 @@ def list_reviews(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Every reviewer's reviews of the run's scores, newest first, with the judge's score and verdict."""
-    run = _run(run_id)
+    run = run_or_404(run_id, "judge")
     reviews = _reviews(run)
     if filters.evaluator is not None:
         reviews = reviews.filter(evaluator_name=filters.evaluator)
@@ -267,7 +253,7 @@ def save_review(request: HttpRequest, run_id: int, payload: ReviewIn) -> Status[
     run has no item at `position`; 422 naming the field for an evaluator the run does not have, an
     item that evaluator did not score, or a score outside 0 to 1.
     """
-    run = _run(run_id)
+    run = run_or_404(run_id, "judge")
     item = Item.objects.filter(run=run, position=payload.position - 1).first()
     if item is None:
         message = f"Run {run.pk} has no item at position {payload.position}."
@@ -283,9 +269,7 @@ def save_review(request: HttpRequest, run_id: int, payload: ReviewIn) -> Status[
             comment=payload.comment,
         )
     except ReviewError as exc:
-        raise Problem(
-            422, f"{exc.field}: {exc.message}", errors=[{"field": exc.field, "message": exc.message}]
-        ) from exc
+        raise Problem.invalid(exc.field, exc.message, detail=f"{exc.field}: {exc.message}") from exc
     saved = _reviews(run).get(pk=review.pk)
     return Status(201 if created else 200, _review_out(run, saved))
 
@@ -305,31 +289,24 @@ def get_calibration(request: HttpRequest, run_id: int, pooled: bool = False) -> 
 
     `pooled=true` counts the reviews of every run of this run's judge (`runs` lists them).
     """
-    return calibration_out(calibration_report(run=_run(run_id), pooled=pooled))
+    return calibration_out(calibration_report(run=run_or_404(run_id, "judge"), pooled=pooled))
 
 
 # --- The calibration set ------------------------------------------------------------------------------
 
 
 def _export(run_id: int, fmt: str, filters: CalibrationSetFilters) -> StreamingHttpResponse:
-    run, pooled, evaluator = _run(run_id), filters.pooled, filters.evaluator
+    run, pooled, evaluator = run_or_404(run_id, "judge"), filters.pooled, filters.evaluator
     runs = calibration_runs(run=run, pooled=pooled)
     if evaluator is not None and evaluator not in reviewed_evaluators(runs):
         known = ", ".join(reviewed_evaluators(runs)) or "none"
         message = f'No run here has an evaluator "{evaluator[:100]}"; its evaluators: {known}.'
-        raise Problem(422, message, errors=[{"field": "evaluator", "message": message}])
-    response = StreamingHttpResponse(
-        calibration_set_stream(runs=runs, fmt=fmt, evaluator=evaluator), content_type=CONTENT_TYPES[fmt]
+        raise Problem.invalid("evaluator", message)
+    return download(
+        calibration_set_stream(runs=runs, fmt=fmt, evaluator=evaluator),
+        content_type=CONTENT_TYPES[fmt],
+        filename=calibration_set_filename(run=run, pooled=pooled, fmt=fmt, evaluator=evaluator),
     )
-    filename = calibration_set_filename(run=run, pooled=pooled, fmt=fmt, evaluator=evaluator)
-    response["Content-Disposition"] = content_disposition_header(True, filename)
-    return response
-
-
-def _streamed(media_type: str, what: str) -> dict[str, Any]:
-    return {
-        "responses": {200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}}
-    }
 
 
 CALIBRATION_SET = (
@@ -343,7 +320,7 @@ CALIBRATION_SET = (
 @router.get(
     "/runs/{int:run_id}/reviews/export.csv",
     response=errors(404, 422),
-    openapi_extra=_streamed("text/csv", CALIBRATION_SET),
+    openapi_extra=streamed("text/csv", CALIBRATION_SET),
     summary="Export the reviewed items as CSV",
 )
 def export_reviews_csv(
@@ -358,7 +335,7 @@ def export_reviews_csv(
 @router.get(
     "/runs/{int:run_id}/reviews/export.jsonl",
     response=errors(404, 422),
-    openapi_extra=_streamed("application/x-ndjson", CALIBRATION_SET),
+    openapi_extra=streamed("application/x-ndjson", CALIBRATION_SET),
     summary="Export the reviewed items as JSON Lines",
 )
 def export_reviews_jsonl(

@@ -1,7 +1,9 @@
-"""Runs through the API: start one, watch it, read its statistics and items, cancel, retry, delete, export.
+"""Runs through the API: start one, watch it, read its statistics, cancel, retry, delete (items.py: its
+items and exports).
 
 Each endpoint resolves the run, calls the service or selector the pages call, and shapes the answer,
-so the API's numbers are the run page's and the statistics page's: computed in one place.
+so the API's numbers are the run page's and the statistics page's: computed in one place. One unit a
+little over 450 lines: the run endpoints and the run document they all answer with.
 """
 
 from __future__ import annotations
@@ -9,41 +11,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import ConfigDict
 
 from dashboard.api.core import (
-    PAGE_DEFAULT,
-    PAGE_MAX,
+    Limit,
     Problem,
+    RowId,
     Text,
     absolute_url,
     errors,
     keyset_page,
-    page_limit,
+    run_or_404,
 )
-from dashboard.http import ROW_NUMBER_MAX
 from evals.client import JudgeError
-from evals.models import MAX_BATCH_SIZE, BackoffKind, Dataset, Item, Judge, Run
-from evals.selectors.export import CONTENT_TYPES, export_filename, export_stream
-from evals.selectors.results import ResultsQuery, results_cursor_fits, results_page
-from evals.selectors.stats import EvaluatorStats, run_cost, run_statistics
+from evals.models import MAX_BATCH_SIZE, BackoffKind, Dataset, Judge, Run
+from evals.selectors.costs import run_cost
+from evals.selectors.stats import EvaluatorStats, run_statistics
 from evals.services.costs import CostError, run_budget_raise
 from evals.services.judges import JudgeLookupError, judge_find
 from evals.services.retention import run_delete
-from evals.services.runs import RunError, run_cancel, run_create, run_retry, run_retry_plan, validate_tags
+from evals.services.retry import run_retry, run_retry_plan
+from evals.services.run_options import RunError, validate_tags
+from evals.services.runs import run_cancel, run_create
 
 router = Router()
 
 
-RowId = Annotated[int, Field(ge=1, le=ROW_NUMBER_MAX)]
 Threshold = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Limit = Annotated[
-    int, Field(ge=1, le=PAGE_MAX, description=f"Rows per page, 1-{PAGE_MAX} (default {PAGE_DEFAULT}).")
-]
 PositiveCost = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # Run.Status's values, spelled out for the schema (a test holds them to the model's choices).
 RunStatus = Literal["queued", "running", "completed", "partial", "failed", "cancelled"]
@@ -157,39 +154,6 @@ class DeletedOut(Schema):
     share_links: int
 
 
-class ScoreOut(Schema):
-    evaluator: str
-    score: float | None
-    justification: str
-
-
-class ItemOut(Schema):
-    id: int
-    position: int = Field(
-        description="The row's number in the dataset, from 1, as the page and exports show it."
-    )
-    key: str = Field(description='The key column mapped at upload; "" for rows paired by their inputs.')
-    status: str
-    error: str
-    request: str
-    response: str
-    contexts: list[Any]
-    expected_output: str
-    system_prompt: str
-    turns: list[Any] | None
-    metadata: dict[str, Any]
-    scores: list[ScoreOut]
-    cost: float | None = Field(
-        description="What judging the item cost; null until its batch's logs are read."
-    )
-    evaluator_costs: dict[str, float] | None = Field(description="Each evaluator's share of `cost`.")
-
-
-class ItemPage(Schema):
-    items: list[ItemOut]
-    next_cursor: str | None
-
-
 class RunIn(Schema):
     # A misspelt field ("treshold") is a 422, not a silently ignored wish.
     model_config = ConfigDict(extra="forbid")
@@ -227,35 +191,7 @@ class RunFilters(Schema):
     tag: str | None = Field(None, max_length=200, description="Runs carrying this tag (any case).")
 
 
-class ItemFilters(Schema):
-    """The results table's view, read from the query string by ResultsQuery as the page reads it.
-
-    Also `min.<evaluator>` / `max.<evaluator>` (a score range) and `meta.<column>` (a metadata value).
-    Unknown sorts and statuses are ignored, as on the page.
-    """
-
-    sort: str | None = Field(
-        None,
-        description='"position", "status" or "score:<evaluator>", "-" first to reverse. Default: the first '
-        "evaluator's score, worst first, once the run has finished; else position.",
-    )
-    status: str | None = None
-    q: str | None = Field(None, description="Search in request, response and justifications.")
-    view: str | None = Field(None, description='"latest": the newest verdict per row across the retries.')
-
-
 # --- Helpers ------------------------------------------------------------------------------------------
-
-
-def _run(run_id: int, *related: str) -> Run:
-    run = (
-        Run.objects.select_related(*related).filter(pk=run_id).first()
-        if 0 < run_id <= ROW_NUMBER_MAX
-        else None
-    )
-    if run is None:
-        raise Problem(404, f"There is no run {run_id}.")
-    return run
 
 
 def _counts(run: Run) -> dict[str, int]:
@@ -315,54 +251,12 @@ def run_out(request: HttpRequest, run: Run, *, statistics: bool = True) -> dict[
     }
 
 
-def _item(item: Item, order: dict[str, int]) -> dict[str, Any]:
-    example = item.example
-    scores = sorted(
-        item.scores.all(),
-        key=lambda score: (order.get(score.evaluator_name, len(order)), score.evaluator_name),
-    )
-    return {
-        "id": item.pk,
-        "position": item.position + 1,
-        "key": example.key,
-        "status": item.status,
-        "error": item.error_message,
-        "request": example.request,
-        "response": example.response,
-        "contexts": list(example.contexts or []),
-        "expected_output": example.expected_output,
-        "system_prompt": example.system_prompt,
-        "turns": example.turns,
-        "metadata": example.metadata if isinstance(example.metadata, dict) else {},
-        "scores": [
-            {"evaluator": score.evaluator_name, "score": score.score, "justification": score.justification}
-            for score in scores
-        ],
-        "cost": item.cost,
-        "evaluator_costs": item.evaluator_costs if isinstance(item.evaluator_costs, dict) else None,
-    }
-
-
-def _check_cursor(cursor: str | None, query: ResultsQuery) -> None:
-    """422 for a cursor this view did not give: the page would silently start again at the top."""
-    if cursor and not results_cursor_fits(cursor, query):
-        raise Problem(
-            422,
-            "cursor is not one this API gave for this view (same sort and filters); start again without it.",
-            errors=[{"field": "cursor", "message": "not a cursor this API gave for this view"}],
-        )
-
-
-def _invalid(field: str, message: str) -> Problem:
-    return Problem(422, message, errors=[{"field": field, "message": message}])
-
-
 def _ready_dataset(dataset_id: int) -> Dataset:
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
-        raise _invalid("dataset_id", f"There is no dataset {dataset_id}.")
+        raise Problem.invalid("dataset_id", f"There is no dataset {dataset_id}.")
     if dataset.status != Dataset.Status.READY:
-        raise _invalid(
+        raise Problem.invalid(
             "dataset_id",
             f'Dataset "{dataset.name}" is not ready yet ({dataset.get_status_display().lower()}).',
         )
@@ -374,7 +268,7 @@ def _judge(wanted: str) -> Judge:
     try:
         return judge_find(wanted)
     except JudgeLookupError as exc:
-        raise _invalid("judge", str(exc)) from exc
+        raise Problem.invalid("judge", str(exc)) from exc
     except JudgeError as exc:
         # A refused key or a rejected request will not mend by itself; a throttle or an outage may.
         headers = {"Retry-After": str(max(int(exc.retry_after), 1))} if exc.retry_after else {}
@@ -437,7 +331,7 @@ def create_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
     try:
         tags = validate_tags(payload.tags)
     except RunError as exc:
-        raise _invalid("tags", str(exc)) from exc
+        raise Problem.invalid("tags", str(exc)) from exc
     # Only what the request gave: run_create's own defaults (the settings) stand for the rest.
     options: dict[str, Any] = {}
     if payload.evaluator_ids is not None:
@@ -473,14 +367,14 @@ def create_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
 )
 def set_budget(request: HttpRequest, run_id: int, payload: BudgetIn) -> dict[str, Any]:
     """A run paused by its cap resumes. 422 for a cap below what the run has spent; 409 once it has finished."""
-    run = _run(run_id, "judge")
+    run = run_or_404(run_id, "judge")
     if run.is_finished:
         raise Problem(409, f"Run {run.pk} has finished ({run.status}): a cap no longer applies.")
     try:
         run_budget_raise(run=run, max_cost=payload.max_cost)
     except CostError as exc:
         message = getattr(exc, "message", None) or str(exc)
-        raise _invalid("max_cost", message) from exc
+        raise Problem.invalid("max_cost", message) from exc
     run.refresh_from_db()
     return run_out(request, run)
 
@@ -490,7 +384,7 @@ def set_budget(request: HttpRequest, run_id: int, payload: BudgetIn) -> dict[str
 )
 def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     """`evaluators`: n, mean, its 95% interval and the pass rate at the run's thresholds (the stats page's)."""
-    return run_out(request, _run(run_id, "judge"))
+    return run_out(request, run_or_404(run_id, "judge"))
 
 
 @router.get(
@@ -498,7 +392,7 @@ def get_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
 )
 def get_run_status(request: HttpRequest, run_id: int) -> dict[str, Any]:
     """Reads the run's row only (no scores): cheap enough to poll every few seconds."""
-    run = _run(run_id)
+    run = run_or_404(run_id)
     return {
         "id": run.pk,
         "status": run.status,
@@ -518,7 +412,7 @@ def get_run_status(request: HttpRequest, run_id: int) -> dict[str, Any]:
 def cancel_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     """Unsent items are cancelled; batches already sent are still collected. 409 once the run has finished."""
     try:
-        run = run_cancel(run=_run(run_id, "judge"))
+        run = run_cancel(run=run_or_404(run_id, "judge"))
     except RunError as exc:
         raise Problem(409, str(exc)) from exc
     return run_out(request, run)
@@ -530,7 +424,7 @@ def cancel_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     summary="What a retry would send",
 )
 def plan_retry(request: HttpRequest, run_id: int) -> dict[str, Any]:
-    plan = run_retry_plan(run=_run(run_id, "dataset", "judge"), shown=0)
+    plan = run_retry_plan(run=run_or_404(run_id, "dataset", "judge"), shown=0)
     return {
         "to_send": plan.to_send,
         "failed": plan.failed,
@@ -548,7 +442,7 @@ def start_retry(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
     """201 with the new retry; 200 with the retry already under way (nothing new is sent); 409 when
     there is nothing to retry or the run has not finished."""
     try:
-        retry, created = run_retry(run=_run(run_id, "dataset", "judge"), created_by=request.user)
+        retry, created = run_retry(run=run_or_404(run_id, "dataset", "judge"), created_by=request.user)
     except RunError as exc:
         raise Problem(409, str(exc)) from exc
     body = {"created": created, "to_send": retry.total_count, "run": run_out(request, retry)}
@@ -560,85 +454,10 @@ def start_retry(request: HttpRequest, run_id: int) -> Status[dict[str, Any]]:
 )
 def delete_run(request: HttpRequest, run_id: int) -> dict[str, Any]:
     """The run goes with its retries (and theirs), items, scores and share links; a run in flight is cancelled first."""
-    deleted = run_delete(runs=[_run(run_id)], by=request.user.get_username())
+    deleted = run_delete(runs=[run_or_404(run_id)], by=request.user.get_username())
     return {
         "runs": [run.pk for run in deleted.runs],
         "items": deleted.items,
         "scores": deleted.scores,
         "share_links": deleted.share_links,
     }
-
-
-# --- Items and exports --------------------------------------------------------------------------------
-
-
-@router.get(
-    "/runs/{int:run_id}/items/", response={200: ItemPage, **errors(404, 422)}, summary="A run's items"
-)
-def list_items(
-    request: HttpRequest,
-    run_id: int,
-    filters: Query[ItemFilters],
-    limit: Limit | None = None,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    """The results table: its filters and sorts (see the parameters), a page at a time."""
-    run = _run(run_id, "dataset")
-    query = ResultsQuery.from_params(request.GET, run=run)
-    size = page_limit(limit)
-    _check_cursor(cursor, query)
-    page = results_page(run, query, cursor=cursor or None, size=size)
-    order = {name: index for index, name in enumerate(run.evaluators)}
-    return {"items": [_item(item, order) for item in page.rows], "next_cursor": page.next_cursor}
-
-
-def _export(request: HttpRequest, run_id: int, fmt: str, *, corrected: bool) -> StreamingHttpResponse:
-    run = _run(run_id, "dataset")
-    params = request.GET.copy()
-    # As the page's export: without a sort of its own an export is in row order.
-    if not params.get("sort"):
-        params["sort"] = "position"
-    query = ResultsQuery.from_params(params, run=run)
-    response = StreamingHttpResponse(
-        export_stream(run, query, fmt=fmt, corrected=corrected), content_type=CONTENT_TYPES[fmt]
-    )
-    response["Content-Disposition"] = content_disposition_header(
-        True, export_filename(run, fmt, query=query, corrected=corrected)
-    )
-    return response
-
-
-def _streamed(media_type: str, what: str) -> dict[str, Any]:
-    return {
-        "responses": {
-            200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}},
-        }
-    }
-
-
-@router.get(
-    "/runs/{int:run_id}/export.csv",
-    response=errors(404, 422),
-    openapi_extra=_streamed("text/csv", "One row per item, streamed; the same columns as the page's export."),
-    summary="Export a run as CSV",
-)
-def export_csv(request: HttpRequest, run_id: int, corrected: bool = False) -> StreamingHttpResponse:
-    """The results view the query string describes (the items' filters and sort; default: row order).
-
-    A reviewed run's export carries each score's review; `corrected` adds the score with human corrections.
-    """
-    return _export(request, run_id, "csv", corrected=corrected)
-
-
-@router.get(
-    "/runs/{int:run_id}/export.jsonl",
-    response=errors(404, 422),
-    openapi_extra=_streamed("application/x-ndjson", "One JSON object per item and line, streamed."),
-    summary="Export a run as JSON Lines",
-)
-def export_jsonl(request: HttpRequest, run_id: int, corrected: bool = False) -> StreamingHttpResponse:
-    """The results view the query string describes (the items' filters and sort; default: row order).
-
-    A reviewed run's export carries each score's review; `corrected` adds the score with human corrections.
-    """
-    return _export(request, run_id, "jsonl", corrected=corrected)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from ninja import Field, Router, Schema, Status
 from pydantic import AwareDatetime, ConfigDict
 
-from dashboard.api.core import Problem, Text, absolute_url, errors, keyset_page
+from dashboard.api.core import Problem, Text, absolute_url, errors, keyset_page, run_or_404
 from dashboard.http import row_number
 from evals.models import Run, ShareLink
 from evals.selectors.compare import comparison_as_dict, runs_compare, shared_evaluators
@@ -106,11 +106,7 @@ def _compared_run(raw: str, field: str) -> Run:
     """Run A or B from the query; the problem names the parameter, as compare_runs names the side."""
     pk = row_number(raw.strip())
     if pk is None:
-        raise Problem(
-            422,
-            f'{field} must be a run id, not "{raw[:40]}".',
-            errors=[{"field": field, "message": "not a run id"}],
-        )
+        raise Problem.invalid(field, "not a run id", detail=f'{field} must be a run id, not "{raw[:40]}".')
     run = Run.objects.select_related("dataset", "judge").filter(pk=pk).first()
     if run is None:
         raise Problem(
@@ -135,10 +131,8 @@ def compare(
     overrides: dict[str, float] = {}
     if threshold is not None:
         if not math.isfinite(threshold):
-            raise Problem(
-                422,
-                "threshold must be a finite number.",
-                errors=[{"field": "threshold", "message": "not a finite number"}],
+            raise Problem.invalid(
+                "threshold", "not a finite number", detail="threshold must be a finite number."
             )
         overrides = dict.fromkeys(shared_evaluators(run_a, run_b), threshold)
     return comparison_as_dict(runs_compare(a=run_a, b=run_b, thresholds=overrides, corrected=corrected))
@@ -187,14 +181,6 @@ class ShareLinkIn(Schema):
     )
 
 
-def _run(run_id: int) -> Run:
-    # Django answers no row for an id past BIGINT, so a huge number is a 404 here too.
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
-        raise Problem(404, f"There is no run {run_id}.")
-    return run
-
-
 @router.get(
     "/runs/{run_id}/share-links/",
     response={200: ShareLinkPage, **errors(404, 422)},
@@ -204,7 +190,7 @@ def share_link_list(
     request: HttpRequest, run_id: int, limit: int | None = None, cursor: str | None = None
 ) -> dict[str, object]:
     """The run's share links, newest first, usable or not (the tokens themselves are not kept)."""
-    rows, next_cursor = keyset_page(_run(run_id).share_links.all(), cursor=cursor, limit=limit)
+    rows, next_cursor = keyset_page(run_or_404(run_id).share_links.all(), cursor=cursor, limit=limit)
     return {"items": rows, "next_cursor": next_cursor}
 
 
@@ -215,7 +201,7 @@ def share_link_list(
 )
 def share_link_post(request: HttpRequest, run_id: int, payload: ShareLinkIn) -> Status[ShareLinkCreated]:
     """Make a read-only link to the run; its token and url are in this answer only."""
-    run = _run(run_id)
+    run = run_or_404(run_id)
     try:
         link, token = share_link_create(
             run=run,
@@ -238,7 +224,7 @@ def share_link_post(request: HttpRequest, run_id: int, payload: ShareLinkIn) -> 
 )
 def share_link_delete(request: HttpRequest, run_id: int, link_id: int) -> ShareLink:
     """Revoke the link at once: opening it gives a not-found page. Revoking twice answers the same."""
-    link = ShareLink.objects.filter(pk=link_id, run=_run(run_id)).first()
+    link = ShareLink.objects.filter(pk=link_id, run=run_or_404(run_id)).first()
     if link is None:
         raise Problem(404, f"Run {run_id} has no share link {link_id}.")
     return share_link_revoke(link=link)

@@ -11,7 +11,7 @@ from typing import Any
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
 
-from dashboard.api import datasets, reviews, runs, schema, sharing
+from dashboard.api import datasets, items, reviews, runs, schema, sharing
 from dashboard.api.core import ApiAuth, install_error_handlers
 
 api = NinjaAPI(
@@ -28,6 +28,7 @@ api = NinjaAPI(
 install_error_handlers(api)
 api.add_router("/", datasets.router)
 api.add_router("/", runs.router)
+api.add_router("/", items.router)
 api.add_router("/", sharing.router)
 api.add_router("/", reviews.router)
 # The documented problem answers, the bearer scheme and operation names; a 404 problem for unknown paths.

@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from evals.money import format_cost
+
 register = template.Library()
 
 
@@ -82,6 +84,4 @@ def get_item(mapping: Any, key: Any) -> Any:
 @register.filter
 def money(value: Any) -> str:
     """A cost as Docket writes every cost: "$12.50", "$0.0123", "—" when unknown."""
-    from evals.services.costs import format_cost
-
     return format_cost(None if value in (None, "") else float(value))

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard.http import HtmxHttpRequest
 from evals.models import Run
-from evals.selectors.stats import run_cost
-from evals.services.costs import CostError, cost_per_item_estimate, format_cost, run_budget_raise
+from evals.money import format_cost
+from evals.selectors.costs import run_cost
+from evals.services.costs import CostError, cost_per_item_estimate, run_budget_raise
 
 # The suggested cap leaves this much room over the estimate to finish: the estimate is an average.
 HEADROOM = 1.1

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.views.decorators.http import require_GET
 
 from dashboard.access import RunAccess, team
 from dashboard.http import HtmxHttpRequest
@@ -103,6 +104,7 @@ def _cell_rows(rows: list[CellItem]) -> list[dict[str, Any]]:
     ]
 
 
+@require_GET
 def run_calibration(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     run = access.run
     errors: list[str] = []

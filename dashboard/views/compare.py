@@ -13,17 +13,12 @@ from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.views.decorators.http import require_GET
 
 from dashboard.http import HtmxHttpRequest, row_number
 from evals.models import Review, Run
-from evals.selectors.compare import (
-    CHANGES,
-    CompareError,
-    RunComparison,
-    runs_compare,
-    runs_compare_items,
-    shared_evaluators,
-)
+from evals.selectors.compare import CHANGES, CompareError, RunComparison, runs_compare, shared_evaluators
+from evals.selectors.compare_items import runs_compare_items
 from evals.selectors.stats import thresholds_from_params
 
 RECENT_RUNS = 50
@@ -91,6 +86,7 @@ def _items_url(comparison: RunComparison, **params: str) -> str:
     return _comparison_url("run_compare_items", comparison, **params)
 
 
+@require_GET
 def run_compare(request: HtmxHttpRequest) -> HttpResponse:
     a, b, problems = _runs(request)
     search = request.GET.get("q", "").strip()[:200]
@@ -135,6 +131,7 @@ def run_compare(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/run_compare.html", context)
 
 
+@require_GET
 def run_compare_items(request: HtmxHttpRequest) -> HttpResponse:
     """The pairs of two runs one by one: the text side by side, scores A -> B, filtered and sorted."""
     a, b, problems = _runs(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -10,8 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.db.models.functions import Length, Substr
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -25,23 +25,22 @@ from dashboard.forms_datasets import (
     RenameForm,
     UploadForm,
 )
-from dashboard.http import declared_length, row_number
+from dashboard.http import HtmxHttpRequest, declared_length, row_number
 from evals import ingest
 from evals.models import Dataset, Example, Upload
-from evals.selectors.datasets import upload_duplicates
+from evals.selectors.datasets import dataset_rows_page, upload_duplicates
 from evals.services import datasets as dataset_service
 from evals.services import retention, uploads
 from evals.services.datasets import DatasetError
 
-ROWS_PER_PAGE = 50
 PROBLEMS_PER_PAGE = 50
-EXCERPT_CHARS = 240
-# Texts longer than this are shown collapsed in the row view.
+# Texts longer than this, or with more line breaks, are shown folded in the row view.
 LONG_TEXT_CHARS = 600
+LONG_TEXT_NEWLINES = 8
 
 
 @require_GET
-def dataset_list(request: HttpRequest) -> HttpResponse:
+def dataset_list(request: HtmxHttpRequest) -> HttpResponse:
     datasets = Dataset.objects.select_related("uploaded_by").annotate(run_count=Count("runs"))
     pending = (
         Upload.objects.filter(created_by=request.user.pk)
@@ -57,24 +56,23 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-def dataset_upload(request: HttpRequest) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+def dataset_upload(request: HtmxHttpRequest) -> HttpResponse:
     """The upload page. CSRF is checked in _dataset_upload, after the size-capping handler is installed:
     the CSRF middleware reads request.POST, which would parse the upload with the default handlers."""
-    if request.method == "POST":
-        if declared_length(request) > settings.DOCKET_MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
-            # Refused before a byte of the body is read: reading (even to drop) 600 MiB took minutes.
-            # No CSRF check is needed for a page that changes nothing.
-            return _too_large(request)
-        handler = CappedUploadHandler(request, max_bytes=settings.DOCKET_MAX_UPLOAD_BYTES)
-        request.upload_handlers = [handler]
-        return _dataset_upload(request, handler)
-    if request.method != "GET":
-        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
-    return _upload_form(request, UploadForm())
+    if request.method == "GET":
+        return _upload_form(request, UploadForm())
+    if declared_length(request) > settings.DOCKET_MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
+        # Refused before a byte of the body is read: reading (even to drop) 600 MiB took minutes.
+        # No CSRF check is needed for a page that changes nothing.
+        return _too_large(request)
+    handler = CappedUploadHandler(request, max_bytes=settings.DOCKET_MAX_UPLOAD_BYTES)
+    request.upload_handlers = [handler]
+    return _dataset_upload(request, handler)
 
 
 @csrf_protect
-def _dataset_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpResponse:
+def _dataset_upload(request: HtmxHttpRequest, handler: CappedUploadHandler) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if handler.too_large:
         return _too_large(request)
@@ -93,7 +91,7 @@ def _dataset_upload(request: HttpRequest, handler: CappedUploadHandler) -> HttpR
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
 
-def _too_large(request: HttpRequest) -> HttpResponse:
+def _too_large(request: HtmxHttpRequest) -> HttpResponse:
     limit = ingest.human_size(settings.DOCKET_MAX_UPLOAD_BYTES)
     return _upload_form(
         request, UploadForm(), error=f"The file is over the {limit} upload limit.", status=413
@@ -101,7 +99,7 @@ def _too_large(request: HttpRequest) -> HttpResponse:
 
 
 def _upload_form(
-    request: HttpRequest, form: UploadForm, *, error: str = "", status: int = 200
+    request: HtmxHttpRequest, form: UploadForm, *, error: str = "", status: int = 200
 ) -> HttpResponse:
     context = {
         "form": form,
@@ -115,21 +113,19 @@ def _upload_form(
 
 
 @require_GET
-def dataset_upload_detail(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def dataset_upload_detail(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     if upload.status in (Upload.Status.IMPORTING, Upload.Status.IMPORTED) and upload.dataset_id:
         return redirect("dataset_detail", dataset_id=upload.dataset_id)
-    return render(request, "dashboard/upload_detail.html", _upload_context(request, upload))
+    template_name = "dashboard/upload_detail.html"
+    if request.htmx:
+        # Two parts of the page swap: the check report polls itself while a background check runs, and
+        # the read-as and mapping forms (posted, then redirected here) replace the workspace around it.
+        template_name += "#check-report" if request.htmx.target == "check-report" else "#upload-workspace"
+    return render(request, template_name, _upload_context(request, upload))
 
 
-@require_GET
-def dataset_upload_report(request: HttpRequest, upload_id: UUID) -> HttpResponse:
-    """The check report alone: polled while a background check runs."""
-    upload = get_object_or_404(Upload, pk=upload_id)
-    return render(request, "dashboard/upload_detail.html#check-report", _upload_context(request, upload))
-
-
-def _upload_context(request: HttpRequest, upload: Upload) -> dict[str, Any]:
+def _upload_context(request: HtmxHttpRequest, upload: Upload) -> dict[str, Any]:
     report = upload.report or {}
     problems_page = None
     if report.get("state") == "done" and report.get("problems"):
@@ -170,27 +166,36 @@ def _upload_context(request: HttpRequest, upload: Upload) -> dict[str, Any]:
     }
 
 
-@require_POST
-def dataset_upload_options(request: HttpRequest, upload_id: UUID) -> HttpResponse:
-    upload = get_object_or_404(Upload, pk=upload_id)
-    form = ReadOptionsForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose an encoding, delimiter or sheet from the lists.")
-        return redirect("dataset_upload_detail", upload_id=upload.pk)
+def _change_upload(request: HtmxHttpRequest, upload: Upload, change: Callable[[], object]) -> HttpResponse:
+    """Make a change to the upload, say why if the service refuses it, and show the upload again."""
     try:
-        uploads.upload_set_read_options(
-            upload=upload,
-            encoding=form.cleaned_data["encoding"] or None,
-            delimiter=form.cleaned_data["delimiter"] or None,
-            sheet=form.cleaned_data["sheet"] or None,
-        )
+        change()
     except DatasetError as error:
         messages.error(request, str(error))
     return redirect("dataset_upload_detail", upload_id=upload.pk)
 
 
 @require_POST
-def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def dataset_upload_options(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
+    upload = get_object_or_404(Upload, pk=upload_id)
+    form = ReadOptionsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose an encoding, delimiter or sheet from the lists.")
+        return redirect("dataset_upload_detail", upload_id=upload.pk)
+    return _change_upload(
+        request,
+        upload,
+        lambda: uploads.upload_set_read_options(
+            upload=upload,
+            encoding=form.cleaned_data["encoding"] or None,
+            delimiter=form.cleaned_data["delimiter"] or None,
+            sheet=form.cleaned_data["sheet"] or None,
+        ),
+    )
+
+
+@require_POST
+def dataset_upload_mapping(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     # Fields are posted by column position: column names can be anything, form field names can't.
     mapping = {
@@ -198,15 +203,11 @@ def dataset_upload_mapping(request: HttpRequest, upload_id: UUID) -> HttpRespons
         for index, column in enumerate(upload.columns)
         if f"map-{index}" in request.POST
     }
-    try:
-        uploads.upload_set_mapping(upload=upload, mapping=mapping)
-    except DatasetError as error:
-        messages.error(request, str(error))
-    return redirect("dataset_upload_detail", upload_id=upload.pk)
+    return _change_upload(request, upload, lambda: uploads.upload_set_mapping(upload=upload, mapping=mapping))
 
 
 @require_POST
-def dataset_upload_check(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def dataset_upload_check(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     if upload.status in (Upload.Status.RECEIVED, Upload.Status.VALIDATED, Upload.Status.FAILED):
         uploads.upload_check(upload=upload)
@@ -214,7 +215,7 @@ def dataset_upload_check(request: HttpRequest, upload_id: UUID) -> HttpResponse:
 
 
 @require_POST
-def dataset_upload_import(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def dataset_upload_import(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     form = ImportForm(request.POST)
     if not form.is_valid():
@@ -235,7 +236,7 @@ def dataset_upload_import(request: HttpRequest, upload_id: UUID) -> HttpResponse
 
 
 @require_GET
-def dataset_upload_invalid_rows(request: HttpRequest, upload_id: UUID) -> HttpResponseBase:
+def dataset_upload_invalid_rows(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponseBase:
     upload = get_object_or_404(Upload, pk=upload_id)
     if not Path(upload.path).exists():
         messages.error(
@@ -252,7 +253,7 @@ def dataset_upload_invalid_rows(request: HttpRequest, upload_id: UUID) -> HttpRe
 
 
 @require_POST
-def dataset_upload_discard(request: HttpRequest, upload_id: UUID) -> HttpResponse:
+def dataset_upload_discard(request: HtmxHttpRequest, upload_id: UUID) -> HttpResponse:
     upload = get_object_or_404(Upload, pk=upload_id)
     try:
         uploads.upload_discard(upload=upload)
@@ -273,9 +274,15 @@ def _dataset(dataset_id: int) -> Dataset:
 
 
 @require_GET
-def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+def dataset_detail(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset(dataset_id)
-    context: dict[str, Any] = {"dataset": dataset, **_progress_context(dataset)}
+    importing = dataset.status == Dataset.Status.IMPORTING
+    total = max(dataset.row_count, 1)
+    context: dict[str, Any] = {
+        "dataset": dataset,
+        "importing": importing,
+        "percent": min(100, round(dataset.rows_done * 100 / total)),
+    }
     if dataset.status == Dataset.Status.READY:
         context.update(_rows_page(request, dataset))
     fields: dict[str, list[str]] = {}
@@ -291,99 +298,46 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
     context["format_label"] = ingest.FORMAT_LABELS.get(dataset.file_format, dataset.file_format)
     context["encoding_label"] = ingest.ENCODING_LABELS.get(dataset.encoding, dataset.encoding)
     context["retry_upload"] = dataset.uploads.filter(status=Upload.Status.FAILED).first()
-    return render(request, "dashboard/dataset_detail.html", context)
-
-
-@require_GET
-def dataset_progress(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    """The import progress alone, polled while importing. Once done it carries no polling attribute and
-    asks htmx to reload the page, which then shows the rows."""
-    dataset = _dataset(dataset_id)
-    response = render(
-        request,
-        "dashboard/dataset_detail.html#import-progress",
-        {"dataset": dataset, **_progress_context(dataset)},
-    )
-    if dataset.status != Dataset.Status.IMPORTING:
+    template_name = "dashboard/dataset_detail.html"
+    if request.htmx:
+        template_name += "#import-progress"
+    response = render(request, template_name, context)
+    if request.htmx and not importing:
+        # The last poll: its answer stops polling, and the rows it cannot show are on the full page.
         response["HX-Refresh"] = "true"
     return response
 
 
-def _progress_context(dataset: Dataset) -> dict[str, Any]:
-    total = max(dataset.row_count, 1)
-    return {
-        "importing": dataset.status == Dataset.Status.IMPORTING,
-        "percent": min(100, round(dataset.rows_done * 100 / total)),
-    }
-
-
-def _rows_page(request: HttpRequest, dataset: Dataset) -> dict[str, Any]:
-    """One page of rows, paginated by position (keyset: WHERE position > last, never OFFSET)."""
+def _rows_page(request: HtmxHttpRequest, dataset: Dataset) -> dict[str, Any]:
     query = request.GET.get("q", "").strip()[:200]
-    matching = Example.objects.filter(dataset=dataset)
-    if query:
-        matching = matching.filter(Q(request__icontains=query) | Q(response__icontains=query))
-    # Only the start of each text: a row may hold megabytes.
-    rows = matching.annotate(
-        request_head=Substr("request", 1, EXCERPT_CHARS),
-        response_head=Substr("response", 1, EXCERPT_CHARS),
-        expected_head=Substr("expected_output", 1, EXCERPT_CHARS),
-        request_length=Length("request"),
-        response_length=Length("response"),
-    ).values(
-        "position",
-        "source_line",
-        "request_head",
-        "response_head",
-        "expected_head",
-        "request_length",
-        "response_length",
+    page = dataset_rows_page(
+        dataset=dataset,
+        search=query,
+        before=row_number(request.GET.get("before")),
+        after=row_number(request.GET.get("after")),
     )
-    before, after = _int_param(request, "before"), _int_param(request, "after")
-    if before is not None:
-        page = list(rows.filter(position__lt=before).order_by("-position")[: ROWS_PER_PAGE + 1])
-        has_previous = len(page) > ROWS_PER_PAGE
-        page = page[:ROWS_PER_PAGE][::-1]
-        has_next = True
-    else:
-        start = after if after is not None else -1
-        page = list(rows.filter(position__gt=start).order_by("position")[: ROWS_PER_PAGE + 1])
-        has_next = len(page) > ROWS_PER_PAGE
-        page = page[:ROWS_PER_PAGE]
-        has_previous = (
-            start >= 0 and bool(page) and matching.filter(position__lt=page[0]["position"]).exists()
-        )
     return {
-        "rows": page,
+        "rows": page.rows,
         "query": query,
-        "has_previous": has_previous,
-        "has_next": has_next,
-        "first_position": page[0]["position"] if page else None,
-        "last_position": page[-1]["position"] if page else None,
-        "excerpt_chars": EXCERPT_CHARS,
+        "has_previous": page.has_previous,
+        "has_next": page.has_next,
+        "first_position": page.first_position,
+        "last_position": page.last_position,
     }
-
-
-def _int_param(request: HttpRequest, name: str) -> int | None:
-    return row_number(request.GET.get(name))
 
 
 @require_GET
-def dataset_row(request: HttpRequest, dataset_id: int, position: int) -> HttpResponse:
+def dataset_row(request: HtmxHttpRequest, dataset_id: int, position: int) -> HttpResponse:
     dataset = _dataset(dataset_id)
     example = get_object_or_404(Example, dataset=dataset, position=position)
-    texts = [
-        ("Request", example.request),
-        ("Response", example.response),
-        ("Expected output", example.expected_output),
-        ("System prompt", example.system_prompt),
-    ]
     context = {
         "dataset": dataset,
         "example": example,
         "row_number": position + 1,
-        "texts": [
-            (label, text, len(text) > LONG_TEXT_CHARS or text.count("\n") > 8) for label, text in texts
+        "folded": [
+            name
+            for name in ("request", "response", "expected_output", "system_prompt")
+            if len(text := getattr(example, name)) > LONG_TEXT_CHARS or text.count("\n") > LONG_TEXT_NEWLINES
         ],
         "previous_position": position - 1 if position > 0 else None,
         "next_position": position + 1 if position + 1 < dataset.row_count else None,
@@ -394,7 +348,7 @@ def dataset_row(request: HttpRequest, dataset_id: int, position: int) -> HttpRes
 
 
 @require_POST
-def dataset_rename(request: HttpRequest, dataset_id: int) -> HttpResponse:
+def dataset_rename(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
     dataset = _dataset(dataset_id)
     form = RenameForm(request.POST)
     if not form.is_valid():
@@ -410,7 +364,7 @@ def dataset_rename(request: HttpRequest, dataset_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
+def dataset_delete(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
     """GET: what goes (rows, runs with their retries, uploaded files). POST: delete it all."""
     dataset = _dataset(dataset_id)
     if request.method == "POST":
@@ -433,7 +387,6 @@ urlpatterns = [
     path("datasets/", dataset_list, name="dataset_list"),
     path("datasets/upload/", dataset_upload, name="dataset_upload"),
     path("datasets/uploads/<uuid:upload_id>/", dataset_upload_detail, name="dataset_upload_detail"),
-    path("datasets/uploads/<uuid:upload_id>/report/", dataset_upload_report, name="dataset_upload_report"),
     path("datasets/uploads/<uuid:upload_id>/read-as/", dataset_upload_options, name="dataset_upload_options"),
     path("datasets/uploads/<uuid:upload_id>/mapping/", dataset_upload_mapping, name="dataset_upload_mapping"),
     path("datasets/uploads/<uuid:upload_id>/check/", dataset_upload_check, name="dataset_upload_check"),
@@ -445,7 +398,6 @@ urlpatterns = [
     ),
     path("datasets/uploads/<uuid:upload_id>/discard/", dataset_upload_discard, name="dataset_upload_discard"),
     path("datasets/<int:dataset_id>/", dataset_detail, name="dataset_detail"),
-    path("datasets/<int:dataset_id>/progress/", dataset_progress, name="dataset_progress"),
     path("datasets/<int:dataset_id>/rows/<int:position>/", dataset_row, name="dataset_row"),
     path("datasets/<int:dataset_id>/rename/", dataset_rename, name="dataset_rename"),
     path("datasets/<int:dataset_id>/delete/", dataset_delete, name="dataset_delete"),

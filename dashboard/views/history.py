@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.views.decorators.http import require_GET
 
 from dashboard.access import RunAccess, team
 from dashboard.http import HtmxHttpRequest
@@ -164,6 +165,7 @@ def trend_chart(trend: EvaluatorTrend, *, runs: Sequence[Run], anchor: Run) -> T
     )
 
 
+@require_GET
 def run_history(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     """The run's dataset family: a chart and a table per evaluator, each run linked to its compare."""
     family = run_family(run=access.run)

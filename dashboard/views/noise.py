@@ -25,31 +25,41 @@ from evals.services.noise import (
 )
 
 
-def _number_messages(label: str, low: int, high: int, unit: str) -> dict[str, str]:
-    between = f"{label}: choose between {low:,} and {high:,} {unit}."
-    return {
-        "required": f"{label}: enter how many {unit}.",
-        "invalid": f"{label}: enter a whole number of {unit}.",
-        "min_value": between,
-        "max_value": between,
-    }
+def _count_field(
+    *, label: str, name: str, unit: str, maximum: int, initial: int, help_text: str
+) -> forms.IntegerField:
+    """A whole number from 1 to `maximum`, with messages that call the field `name` and count in `unit`."""
+    between = f"{name}: choose between 1 and {maximum:,} {unit}."
+    return forms.IntegerField(
+        label=label,
+        min_value=1,
+        max_value=maximum,
+        initial=initial,
+        error_messages={
+            "required": f"{name}: enter how many {unit}.",
+            "invalid": f"{name}: enter a whole number of {unit}.",
+            "min_value": between,
+            "max_value": between,
+        },
+        help_text=help_text,
+    )
 
 
 class NoiseCheckForm(forms.Form):
-    sample = forms.IntegerField(
+    sample = _count_field(
         label="Items to re-judge",
-        min_value=1,
-        max_value=MAX_SAMPLE,
+        name="Sample",
+        unit="items",
+        maximum=MAX_SAMPLE,
         initial=DEFAULT_SAMPLE,
-        error_messages=_number_messages("Sample", 1, MAX_SAMPLE, "items"),
         help_text=f"A random sample of the run's scored items, at most {MAX_SAMPLE:,}.",
     )
-    repeats = forms.IntegerField(
+    repeats = _count_field(
         label="Repeats",
-        min_value=1,
-        max_value=MAX_REPEATS,
+        name="Repeats",
+        unit="repeats",
+        maximum=MAX_REPEATS,
         initial=DEFAULT_REPEATS,
-        error_messages=_number_messages("Repeats", 1, MAX_REPEATS, "repeats"),
         help_text=f"How many more times each item is judged, at most {MAX_REPEATS}.",
     )
 
@@ -108,6 +118,8 @@ def run_noise(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect(_calibration_url(run))
 
 
+# A fragment endpoint of its own, not a #partial of a page: the section sits on two pages (calibration,
+# noise plan), and polling either page's view would recompute its bootstrap report or plan every 5 s.
 @require_GET
 def run_noise_section(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The noise section alone: what the calibration page's section polls while a check is in flight."""

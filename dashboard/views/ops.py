@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_GET, require_safe
 
 from dashboard.http import HtmxHttpRequest
 from evals.models import JudgeApiEvent, PumpSlot, RemoteBatch, Run
@@ -120,6 +120,7 @@ def health(names: list[str]) -> dict[str, Check]:
 
 
 @login_not_required
+# HEAD as well as GET: probes often send HEAD.
 @require_safe
 @never_cache
 def healthz(request: HtmxHttpRequest) -> HttpResponse:
@@ -241,6 +242,7 @@ def status_context() -> dict[str, Any]:
     }
 
 
+@require_GET
 def ops_status(request: HtmxHttpRequest) -> HttpResponse:
     # The check lives here, not in a template: anonymous users never get this far (login middleware).
     if not request.user.is_staff:

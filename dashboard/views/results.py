@@ -12,39 +12,26 @@ score, never who wrote it or what they wrote, and its item page says how a score
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import RunAccess, shared, team
+from dashboard.charts import histogram, interval_bar
 from dashboard.http import HtmxHttpRequest
-from evals.client import JudgeAPI, JudgeError
 from evals.models import Item, Review
 from evals.selectors.export import CONTENT_TYPES, FORMATS, export_filename, export_stream
 from evals.selectors.results import ResultsQuery, result_item, results_neighbours
 from evals.selectors.runs import run_chain
-from evals.selectors.stats import EvaluatorStats, run_statistics, thresholds_from_params
-
-
-def _link(access: RunAccess, name: str, *args: Any) -> str | None:
-    """A page of the run, or None while that page is not mounted for this kind of access."""
-    try:
-        return access.url(name, *args)
-    except NoReverseMatch:
-        return None
-
-
-def _latest(request: HtmxHttpRequest) -> bool:
-    return request.GET.get("view") == "latest"
+from evals.selectors.stats import run_statistics, thresholds_from_params
+from evals.services.item_logs import ItemLogError, item_log_fetch
 
 
 def _corrected(request: HtmxHttpRequest, access: RunAccess) -> bool:
@@ -68,93 +55,11 @@ def _toggle_urls(request: HtmxHttpRequest) -> dict[str, str]:
 # --- Statistics --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Histogram:
-    """The geometry of a histogram drawn as SVG on the server (no chart library, no JavaScript)."""
-
-    bars: list[dict[str, Any]]
-    ticks: list[dict[str, Any]]
-    threshold_x: float
-    threshold_label_x: float
-    threshold_anchor: str
-    description: str
-    width: int = 360
-    height: int = 168
-    base_y: float = 132.0
-
-
-PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 12.0, 348.0, 30.0, 132.0
-
-
-def histogram(stats: EvaluatorStats) -> Histogram:
-    span = PLOT_RIGHT - PLOT_LEFT
-    slot = span / len(stats.bins)
-    peak = stats.peak or 1
-    bars = []
-    for index, bin_ in enumerate(stats.bins):
-        height = (PLOT_BOTTOM - PLOT_TOP) * bin_.count / peak
-        # A bin with a few scores in a 100,000-item run still shows as a sliver.
-        if bin_.count and height < 1.5:
-            height = 1.5
-        step = min(int(bin_.middle * 5) + 1, 5)
-        bars.append(
-            {
-                "x": round(PLOT_LEFT + index * slot + 2, 2),
-                "y": round(PLOT_BOTTOM - height, 2),
-                "width": round(slot - 4, 2),
-                "height": round(height, 2),
-                "count": bin_.count,
-                "label": bin_.label,
-                "label_x": round(PLOT_LEFT + (index + 0.5) * slot, 2),
-                "label_y": round(PLOT_BOTTOM - height - 4, 2),
-                "step": step,
-                "share": bin_.count / stats.n if stats.n else 0.0,
-            }
-        )
-    ticks = [
-        {"x": round(PLOT_LEFT + span * value, 2), "label": f"{value:g}"}
-        for value in (0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    ]
-    threshold = min(max(stats.threshold, 0.0), 1.0)
-    counts = "; ".join(f"{bar['label']}: {bar['count']:,}" for bar in bars)
-    description = (
-        f"{stats.n:,} scores of {stats.name} in {len(bars)} bins of width 0.1. {counts}. "
-        f"Pass threshold {stats.threshold:g}."
-    )
-    threshold_x = round(PLOT_LEFT + span * threshold, 2)
-    # The label sits right of the line, or left of it near the right edge.
-    right_side = threshold_x < PLOT_RIGHT - 70
-    return Histogram(
-        bars=bars,
-        ticks=ticks,
-        threshold_x=threshold_x,
-        threshold_label_x=threshold_x + 3 if right_side else threshold_x - 3,
-        threshold_anchor="start" if right_side else "end",
-        description=description,
-    )
-
-
-def interval_bar(stats: EvaluatorStats) -> dict[str, str]:
-    """Where the confidence interval and the mean sit on a 0-1 scale, as CSS percentages."""
-
-    def percent(value: float) -> str:
-        return f"{min(max(value, 0.0), 1.0) * 100:.2f}"
-
-    low, high, mean = stats.interval.low, stats.interval.high, stats.interval.mean
-    if low is None or high is None or mean is None:
-        return {}
-    left = min(max(low, 0.0), 1.0)
-    return {
-        "left": percent(low),
-        "width": f"{max(min(max(high, 0.0), 1.0) - left, 0.004) * 100:.2f}",
-        "mean": percent(mean),
-    }
-
-
+@require_GET
 def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     run = access.run
     has_retries = run.retries.exists()
-    latest = has_retries and _latest(request)
+    latest = has_retries and access.results_query(request.GET).latest
     thresholds = thresholds_from_params(request.GET, run.evaluators)
     asked_slice = request.GET.get("slice", "").strip()
     columns = list(run.dataset.metadata_columns)
@@ -180,7 +85,7 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
         kept["slice"] = slice_column
     kept = _with_corrected(kept, corrected)
     sliced = {"slice": slice_column} if slice_column else {}
-    export = _link(access, "export")
+    export = access.url("export")
     return render(
         request,
         "dashboard/run_stats.html",
@@ -206,9 +111,7 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
                     _with_corrected({"format": fmt, **({"view": "latest"} if latest else {})}, corrected)
                 )
                 for fmt in FORMATS
-            }
-            if export
-            else {},
+            },
             "corrected": corrected,
             # The toggle, for teammates, once someone has reviewed a score in view (or corrections are on).
             "show_corrections": not access.read_only and (corrected or statistics.reviews > 0),
@@ -221,9 +124,9 @@ def run_stats(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
             "latest": latest,
             "has_retries": has_retries,
             "links": {
-                "detail": _link(access, "detail"),
-                "stats": _link(access, "stats"),
-                "export": _link(access, "export"),
+                "detail": access.url("detail"),
+                "stats": access.url("stats"),
+                "export": export,
             },
         },
     )
@@ -266,20 +169,15 @@ def item_context(
     reviews = _item_reviews(access, item)
     verdicts = []
     for score in scores:
-        # Pass or fail at the run's thresholds, as the statistics count it; none until they are learned.
-        threshold: float | None
+        # Pass or fail at the run's thresholds, as the statistics count it; no mark until they are learned.
         threshold, source = run.threshold_for(score.evaluator_name)
-        if source == "pending":
-            threshold = None
-        passed = None
-        if threshold is not None and score.score is not None:
-            passed = score.score >= threshold
+        pending = source == "pending"
         own = reviews.get(score.evaluator_name, [])
         verdicts.append(
             {
                 "score": score,
-                "threshold": threshold,
-                "passed": passed,
+                "threshold": None if pending else threshold,
+                "passed": None if pending else run.passes(score.evaluator_name, score.score),
                 # Newest first: the first is the review that counts (the most recently changed one).
                 "reviews": own,
                 "human": own[0] if own else None,
@@ -291,10 +189,8 @@ def item_context(
     suffix = query.link_query(run)
 
     def item_link(pk: int | None) -> str | None:
-        link = _link(access, "item", pk) if pk is not None else None
-        return link + suffix if link else None
+        return access.url("item", pk) + suffix if pk is not None else None
 
-    detail_link = _link(access, "detail")
     example = item.example
     return {
         "access": access,
@@ -313,8 +209,8 @@ def item_context(
         "previous_url": item_link(previous_pk),
         "next_url": item_link(next_pk),
         "links": {
-            "detail": (detail_link + suffix) if detail_link else None,
-            "stats": _link(access, "stats"),
+            "detail": access.url("detail") + suffix,
+            "stats": access.url("stats"),
         },
         "empty_inputs": [
             label
@@ -324,12 +220,6 @@ def item_context(
                 ("conversation turns", example.turns),
             )
             if not value
-        ],
-        "texts": [
-            ("Request", example.request),
-            ("Response", example.response),
-            ("Expected output", example.expected_output),
-            ("System prompt", example.system_prompt),
         ],
     }
 
@@ -357,15 +247,13 @@ def _item_reviews(access: RunAccess, item: Item) -> dict[str, list[dict[str, Any
 
 
 def _review_url(access: RunAccess, item: Item) -> str | None:
-    """Review mode opened at this item (in its own run), for teammates; None while it is not mounted."""
+    """Review mode opened at this item (in its own run), for teammates only."""
     if access.read_only:
         return None
-    try:
-        return reverse("run_review", args=[item.run_id]) + f"?item={item.pk}"
-    except NoReverseMatch:
-        return None
+    return reverse("run_review", args=[item.run_id]) + f"?item={item.pk}"
 
 
+@require_GET
 def run_item(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
     query = _item_query(request, access)
     item = _item(access, item_pk, latest=query.latest)
@@ -377,32 +265,17 @@ def run_item(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpR
 @require_POST
 def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> HttpResponse:
     """Fetch the item's execution log from the judge API and keep its cost, model, latency and thresholds."""
-    latest = _latest(request)
-    item = _item(access, item_pk, latest=latest)
+    query = _item_query(request, access)
+    item = _item(access, item_pk, latest=query.latest)
     error = ""
-    judge_api = item.run.judge.api_url.rstrip("/")
-    if not item.execution_log_id:
-        error = "The judge has not given this item an execution log (it has not finished, or it failed)."
-    elif judge_api and judge_api != str(settings.JUDGE_API_URL).rstrip("/"):
-        error = (
-            f"This run was judged through {judge_api}, and Docket now talks to {settings.JUDGE_API_URL}: "
-            "its execution logs cannot be fetched from here."
-        )
-    else:
-        try:
-            with JudgeAPI.from_settings() as api:
-                log = api.get_execution_log(item.execution_log_id)
-        except JudgeError as exc:
-            error = f"Could not fetch the execution log: {exc.message}"
-        else:
-            item.log_detail = log.as_dict()
-            item.save(update_fields=["log_detail"])
+    try:
+        item = item_log_fetch(item=item)
+    except ItemLogError as exc:
+        error = exc.message
     if request.htmx:
-        context = item_context(
-            access, item, latest=latest, log_error=error, query=_item_query(request, access)
-        )
-        # The verdicts are swapped in out of band too; their pass/fail marks come from the run's own
-        # thresholds, which no fetched log changes.
+        context = item_context(access, item, latest=query.latest, log_error=error, query=query)
+        # The verdicts are swapped in out of band too (a second fragment of this one reply); their
+        # pass/fail marks come from the run's own thresholds, which no fetched log changes.
         context["oob"] = True
         return render(request, "dashboard/item_detail.html#item-log", context)
     if error:
@@ -416,6 +289,7 @@ def run_item_log(request: HtmxHttpRequest, access: RunAccess, item_pk: int) -> H
 # --- Export ------------------------------------------------------------------------------------------
 
 
+@require_GET
 def run_export(request: HtmxHttpRequest, access: RunAccess) -> HttpResponseBase:
     """The run, or the results view its parameters describe, as CSV or JSON Lines, streamed.
 

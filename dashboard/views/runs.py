@@ -11,17 +11,17 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Sum
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashboard.access import RunAccess, shared, team
 from dashboard.forms import RunFilterForm, RunForm
 from dashboard.http import HtmxHttpRequest, row_number
-from evals.models import BackoffKind, Dataset, Item, Judge, RemoteBatch, Run
+from evals.models import MAX_BATCH_SIZE, BackoffKind, Dataset, Item, RemoteBatch, Run
+from evals.selectors.costs import run_cost
 from evals.selectors.results import (
     ResultsQuery,
     items_with_details,
@@ -30,29 +30,23 @@ from evals.selectors.results import (
     results_page,
 )
 from evals.selectors.runs import run_chain, run_root
-from evals.selectors.stats import run_cost
 from evals.services.retention import run_delete, run_deletion_plan
-from evals.services.runs import (
-    UNSET,
-    RetryPlan,
-    RunError,
-    Unset,
-    clean_max_cost,
-    run_cancel,
-    run_create,
-    run_preflight,
-    run_retry,
-    run_retry_plan,
-)
+from evals.services.retry import RetryPlan, run_retry, run_retry_plan
+from evals.services.run_options import UNSET, RunError, run_preflight
+from evals.services.runs import run_cancel, run_create
 
 # The session key that makes the run page show "Run started" in its live header until the run ends.
 STARTED_KEY = "docket_run_started"
+# What cancelling does, as the button asks before it and the page says after it.
+CANCEL_EFFECT = "Items not yet sent are cancelled; batches already sent are still collected."
 
 
+@require_GET
 def home(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("run_list")
 
 
+@require_GET
 def run_list(request: HtmxHttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET or None)
     runs = Run.objects.select_related("dataset", "judge", "created_by")
@@ -70,22 +64,24 @@ def run_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "dashboard/run_list.html", {"form": form, "page": page, "filtered": filtered})
 
 
+@require_http_methods(["GET", "POST"])
 def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
     source = request.POST if request.method == "POST" else request.GET
     initial: dict[str, Any] = {key: source.get(key) for key in RUN_FORM_KEYS if source.get(key) is not None}
     if "evaluators" in source:
         initial["evaluators"] = source.getlist("evaluators")
     form = RunForm(request.POST or None, initial=initial)
-    dataset, judge, batch_size = _chosen(source)
-    max_cost = _max_cost(source)
+    chosen = _choices_so_far(form, source)
+    dataset, judge = chosen.get("dataset"), chosen.get("judge")
     preflight = None
     if dataset and judge:
         preflight = run_preflight(
             dataset=dataset,
             judge=judge,
-            batch_size=batch_size,
-            evaluator_ids=_ticked(source, judge),
-            max_cost=settings.DOCKET_DEFAULT_MAX_COST if isinstance(max_cost, Unset) else max_cost,
+            batch_size=chosen.get("batch_size") or MAX_BATCH_SIZE,
+            evaluator_ids=chosen.get("evaluators"),
+            # Unsent: the default cap; emptied or not a positive number: none (the form names the problem).
+            max_cost=chosen.get("max_cost") if "max_cost" in source else settings.DOCKET_DEFAULT_MAX_COST,
         )
     error = ""
     refused = False
@@ -126,6 +122,8 @@ def run_create_view(request: HtmxHttpRequest) -> HttpResponse:
             "preflight": preflight,
             "error": error,
             "no_datasets": no_datasets,
+            # The cost hint and the checkboxes sit elsewhere in the form than the summary, so the
+            # summary's reply carries them out of band.
             "oob": bool(request.htmx),
             # The checkboxes are swapped only when they belong to another judge: swapping them on every
             # change would take the focus from the box just ticked.
@@ -153,37 +151,15 @@ RUN_FORM_KEYS = (
 RUN_ERROR_FIELDS = {"evaluator_ids": "evaluators", "project_id": "project_id", "max_cost": "max_cost"}
 
 
-def _chosen(source: Any) -> tuple[Dataset | None, Judge | None, int]:
-    def pick(model: type[Dataset] | type[Judge], key: str) -> Any:
-        pk = row_number(source.get(key, ""))
-        return model.objects.filter(pk=pk).first() if pk is not None else None
+def _choices_so_far(form: RunForm, source: QueryDict) -> dict[str, Any]:
+    """The fields valid so far, as RunForm cleans them: what the summary is about.
 
-    dataset = pick(Dataset, "dataset")
-    if dataset is not None and dataset.status != Dataset.Status.READY:
-        dataset = None
-    try:
-        batch_size = min(max(int(source.get("batch_size") or 100), 1), 100)
-    except ValueError:
-        batch_size = 100
-    return dataset, pick(Judge, "judge"), batch_size
-
-
-def _ticked(source: Any, judge: Judge) -> list[str] | None:
-    """The evaluators ticked for this judge; None (the whole judge) when the boxes shown were another's."""
-    if source.get("evaluators_for", "") != str(judge.pk):
-        return None
-    return source.getlist("evaluators")
-
-
-def _max_cost(source: Any) -> float | None | Unset:
-    """The cap typed in the form for the summary's comparison: UNSET when none was sent, None when
-    emptied or not a positive number (the form names the problem when it is submitted)."""
-    if "max_cost" not in source:
-        return UNSET
-    try:
-        return clean_max_cost(float(source.get("max_cost") or "nan")) if source.get("max_cost") else None
-    except (RunError, ValueError):
-        return None
+    A submitted form has them; the summary's refresh (a GET) shows an unbound form, so a bound copy
+    reads them, and its errors are never shown: a half-filled form is not a mistake yet.
+    """
+    parsed = form if form.is_bound else RunForm(source)
+    parsed.is_valid()
+    return parsed.cleaned_data
 
 
 # --- The run page and its live endpoint ----------------------------------------------------------------
@@ -226,9 +202,7 @@ def live_context(
 ) -> dict[str, Any]:
     run = access.run
     now = timezone.now()
-    elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
-    if run.finished_at and run.started_at:
-        elapsed = (run.finished_at - run.started_at).total_seconds()
+    elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0.0
     # Cancelled items were never sent: they count neither toward progress nor toward the pace.
     judged = run.completed_count + run.failed_count
     to_judge = max(run.total_count - run.cancelled_count, 0)
@@ -281,9 +255,11 @@ def live_context(
         "to_judge": to_judge,
         "retry_plan": retry_plan_for(access),
         "started_notice": started_notice(run) if started else "",
+        "cancel_question": f"Stop sending this run? {CANCEL_EFFECT}",
     }
 
 
+@require_GET
 def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     """The run: its live header, and its items as a results table that sorts and filters in the URL."""
     run = access.run
@@ -319,8 +295,12 @@ def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     return render(request, "dashboard/run_detail.html", context)
 
 
+@require_GET
 def run_live(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
     """What changed since the page's cursor: the header, and the visible rows that changed (out of band).
+
+    An endpoint of its own rather than run_detail#live-header: a poll carries the cursor and the rows
+    on the page and wants a 204 when nothing changed, which a render of the page cannot give cheaply.
 
     204 when nothing changed, so a quiet run costs one indexed lookup per poll. The size of the reply
     depends on what changed, not on the size of the run.
@@ -351,11 +331,7 @@ def run_cancel_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except RunError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(
-            request, "Cancelled: nothing more will be sent. Batches already sent are still collected."
-        )
-    if request.htmx:
-        return HttpResponseClientRedirect(reverse("run_detail", args=[run.pk]))
+        messages.success(request, f"Cancelled. {CANCEL_EFFECT}")
     return redirect("run_detail", pk=run.pk)
 
 

@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.http import HtmxHttpRequest
 from evals.models import Run, ShareLink
@@ -44,6 +44,7 @@ class ShareLinkForm(forms.Form):
     )
 
 
+@require_http_methods(["GET", "POST"])
 def run_share(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("dataset", "judge"), pk=pk)
     form = ShareLinkForm(request.POST or None)

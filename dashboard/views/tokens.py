@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.http import HtmxHttpRequest
 from evals.models import ApiToken
@@ -56,6 +56,7 @@ def _owner(request: HtmxHttpRequest) -> User:
 
 
 @never_cache
+@require_http_methods(["GET", "POST"])
 def token_list(request: HtmxHttpRequest) -> HttpResponse:
     owner = _owner(request)
     form = ApiTokenForm(request.POST or None)

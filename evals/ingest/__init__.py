@@ -1,7 +1,7 @@
 """Parsing and validating uploaded dataset files. No database writes: evals.services.dataset_rows writes.
 
-files.py decides what a file is (format, encoding, delimiter), readers.py streams its rows, mapping.py
-maps columns to fields, rows.py checks every row and builds the examples.
+files.py decides what a file is (format, encoding, delimiter), readers.py streams its rows (xlsx.py
+reads workbooks for it), mapping.py maps columns to fields, rows.py checks every row and builds the examples.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from evals.ingest.files import (
     human_size,
     inspect_file,
 )
+from evals.ingest.json_rows import ROW
 from evals.ingest.mapping import (
     CHOICES,
     FIELD_LABELS,
@@ -25,7 +26,7 @@ from evals.ingest.mapping import (
     detect_mapping,
     mapping_problems,
 )
-from evals.ingest.readers import ROW, ReadSpec, Table, xlsx_sheet_names
+from evals.ingest.readers import ReadSpec, Table
 from evals.ingest.rows import (
     MAX_LONG_TEXT,
     InvalidRow,
@@ -38,6 +39,7 @@ from evals.ingest.rows import (
     preview,
     validate,
 )
+from evals.ingest.xlsx import xlsx_sheet_names
 
 __all__ = [
     "CHOICES",

@@ -73,6 +73,15 @@ class FileFacts:
     notes: tuple[str, ...] = ()
 
 
+def printable(text: str) -> str:
+    """Text safe to show and store: a lone surrogate as its \\u escape (UTF-8 can't hold it)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def long_line_reason(chars: int) -> str:
+    return f"is longer than {chars:,} characters, over the line limit (DOCKET_MAX_LINE_CHARS)"
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KB", "MB", "GB"):

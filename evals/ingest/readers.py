@@ -2,18 +2,20 @@
 
 A reader yields `Record`s (the line the row starts on, and its cells or its object) under a header. It
 never holds more than one row and a read buffer in memory.
+
+One unit, a little over 450 lines: `Table` opens each format through the same bounded line reader and
+the same row and byte counters, so its openers are kept together. JSON parsing is in json_rows.py,
+workbooks in xlsx.py.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import datetime as dt
 import io
 import json
 import re
 import sys
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,16 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from evals.ingest.files import CHUNK_BYTES, ENCODING_LABELS, IngestError, human_size
+from evals.ingest.files import CHUNK_BYTES, ENCODING_LABELS, IngestError, long_line_reason
+from evals.ingest.json_rows import (
+    ROW,
+    JsonProblem,
+    iter_json_array,
+    loads_checked,
+    object_problem,
+    row_kind,
+)
+from evals.ingest.xlsx import SheetRow, open_workbook, sheet_rows, xlsx_text, xlsx_value
 
 # Cells hold whole model outputs; the csv module's default cap is 131,072 characters. Each CSV read
 # sets it to DOCKET_MAX_CELL_CHARS (see _open_csv); this only raises the default for other readers.
@@ -53,153 +64,12 @@ def _mark_bad_bytes(error: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error(_BAD_BYTES_HANDLER, _mark_bad_bytes)
 SURROGATES = re.compile("[\udc80-\udcff]")
-# The column named in a problem that concerns the whole row.
-ROW = "(row)"
-
-
-def _limit(name: str) -> int:
-    """A reading limit from settings (dashboard/settings.py documents each)."""
-    return int(getattr(settings, name))
-
-
-class JsonProblem(ValueError):
-    """JSON that parses but can't be kept: nested too deep, a key twice in one object, a lone surrogate.
-
-    column names the top-level key the problem is under, when there is one.
-    """
-
-    def __init__(self, reason: str, column: str = ROW) -> None:
-        super().__init__(reason)
-        self.column = column
-
-
-def _depth_reason(limit: int) -> str:
-    return f"is nested more than {limit:,} levels deep, over the limit (DOCKET_MAX_JSON_DEPTH)"
-
-
-# Strings are matched whole (a bracket inside one is text); group 1 opens a level, group 2 closes one.
-_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|([\[{])|([\]}])')
-
-
-def json_depth_exceeds(text: str, limit: int, start: int = 0) -> bool:
-    """Whether the JSON value at `start` nests deeper than `limit`, found without recursion.
-
-    json's C decoder recurses once per level: 100,000 levels raise RecursionError, and deep values that
-    do parse break code that walks them later. This bounded scan runs first, and stops where the value
-    closes.
-    """
-    if start == 0 and text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    for match in _JSON_TOKENS.finditer(text, start):
-        if match.lastindex == 1:
-            depth += 1
-            if depth > limit:
-                return True
-        elif match.lastindex == 2:
-            depth -= 1
-            if depth <= 0:
-                return False
-        elif depth == 0:
-            return False  # the value is a string
-    return False
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-        raise JsonProblem(f"has the key {_printable(twice)!r} twice in one object")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise JsonProblem(f"holds {name}, which is not JSON (databases can't store it)")
-
-
-# A JSON object may not hold a key twice: json keeps the last silently, so a row would lose a value.
-# NaN and Infinity are Python's extensions of JSON; PostgreSQL's jsonb refuses them at import.
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-_PLAIN_DECODER = json.JSONDecoder()
-# A \uD800-\uDFFF escape in the text: only then can a decoded value hold a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _printable(text: str) -> str:
-    """Text safe to show and store: a lone surrogate as its \\u escape (UTF-8 can't hold it)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _surrogate_problem(value: Any, column: str = ROW) -> JsonProblem | None:
-    """A lone surrogate (a "\\ud800" escape without its pair) anywhere in a decoded value or its keys.
-
-    It can't be encoded as UTF-8, so it would fail the import, or a page showing the row, much later.
-    """
-    stack: list[tuple[Any, str]] = [(value, column)]
-    while stack:
-        item, under = stack.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return JsonProblem(
-                    f"holds a lone surrogate ({_printable(_LONE_SURROGATE.search(item).group())}), "  # type: ignore[union-attr]
-                    "half of a UTF-16 pair, which text can't hold",
-                    under,
-                )
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if _LONE_SURROGATE.search(key):
-                    return JsonProblem(
-                        f'has a key with a lone surrogate ("{_printable(key)}"), which text can\'t hold',
-                        under,
-                    )
-                stack.append((inner, _printable(key) if under == ROW and item is value else under))
-        elif isinstance(item, list):
-            stack.extend((inner, under) for inner in item)
-    return None
-
-
-def loads_checked(text: str, depth_cap: int | None = None) -> Any:
-    """json.loads, plus the checks that make a value safe to keep; raises JsonProblem (a ValueError).
-
-    depth_cap: DOCKET_MAX_JSON_DEPTH, passed by callers that read it once per file.
-    """
-    limit = depth_cap if depth_cap is not None else _limit("DOCKET_MAX_JSON_DEPTH")
-    if json_depth_exceeds(text, limit):
-        raise JsonProblem(_depth_reason(limit))
-    try:
-        value = _DECODER.decode(text)
-    except RecursionError as error:  # pragma: no cover - the scan above stops these first
-        raise JsonProblem(_depth_reason(limit)) from error
-    except JsonProblem:
-        raise
-    except ValueError as error:
-        if isinstance(error, json.JSONDecodeError):
-            raise
-        raise JsonProblem(_number_reason(error)) from error
-    if _SURROGATE_ESCAPE.search(text):
-        problem = _surrogate_problem(value)
-        if problem is not None:
-            raise problem
-    return value
-
-
-def _number_reason(error: ValueError) -> str:
-    # Python refuses to turn more than 4,300 digits into an int (a guard against slow conversions).
-    if "digits" in str(error):
-        return f"holds a number of more than {sys.get_int_max_str_digits():,} digits"
-    return f"can't be read ({error})"
 
 
 class _LongLine(Exception):
     def __init__(self, line: int, chars: int) -> None:
         self.line = line
         self.chars = chars
-
-
-def _long_line_reason(chars: int) -> str:
-    return f"is longer than {chars:,} characters, over the line limit (DOCKET_MAX_LINE_CHARS)"
 
 
 def bad_byte_reason(text: str, encoding: str) -> str:
@@ -238,7 +108,7 @@ class Table:
         self.spec = spec
         self.max_rows = max_rows
         # Blank rows count too: 100 million `<row/>` or empty lines cost time even though none is data.
-        self.read_limit = max_rows if max_rows is not None else _limit("DOCKET_MAX_ROWS")
+        self.read_limit = max_rows if max_rows is not None else settings.DOCKET_MAX_ROWS
         self.columns: list[str] = []
         self.blank_lines = 0
         self.rows_read = 0
@@ -320,7 +190,7 @@ class Table:
         """The file's lines, each read with a bound: a 200 MB line is refused after DOCKET_MAX_LINE_CHARS
         characters instead of being held whole. The characters of one row (a CSV row may span lines)
         are bounded the same way: the reader sets _row_chars to 0 as each row begins."""
-        limit = _limit("DOCKET_MAX_LINE_CHARS")
+        limit = settings.DOCKET_MAX_LINE_CHARS
         readline = text.readline
         while True:
             line = readline(limit + 1)
@@ -342,7 +212,7 @@ class Table:
 
     def _open_csv(self) -> None:
         text = self._open_text()
-        csv.field_size_limit(_limit("DOCKET_MAX_CELL_CHARS"))
+        csv.field_size_limit(settings.DOCKET_MAX_CELL_CHARS)
         reader = csv.reader(self._lines(text), delimiter=self.spec.delimiter or ",")
         line = 0
         header: list[str] | None = None
@@ -365,12 +235,12 @@ class Table:
         except csv.Error as error:
             raise IngestError(self._csv_error(error, line + 1, header=True)) from error
         except _LongLine as error:
-            raise IngestError(f"Line {error.line:,} {_long_line_reason(error.chars)}.") from error
+            raise IngestError(f"Line {error.line:,} {long_line_reason(error.chars)}.") from error
         except UnicodeDecodeError as error:  # pragma: no cover - the handler above replaces bad bytes
             raise IngestError(f"The file is not valid {self.spec.encoding} ({error.reason}).") from error
         if header is None:
             raise IngestError("The file holds no data, only blank lines.")
-        columns = _limit("DOCKET_MAX_COLUMNS")
+        columns = settings.DOCKET_MAX_COLUMNS
         if len(header) > columns:
             raise IngestError(
                 f"The header has {len(header):,} columns, over the {columns:,}-column limit "
@@ -388,7 +258,7 @@ class Table:
 
     def _csv_error(self, error: csv.Error, start: int, *, header: bool = False) -> str:
         if "field larger than field limit" in str(error):
-            cap = _limit("DOCKET_MAX_CELL_CHARS")
+            cap = settings.DOCKET_MAX_CELL_CHARS
             return (
                 f"Line {start:,}: a cell is longer than {cap:,} characters, over the cell limit "
                 "(DOCKET_MAX_CELL_CHARS); if a quote opened in this row never closes, the rest of the "
@@ -409,7 +279,7 @@ class Table:
             except _LongLine as error:
                 # Within the row starting after `line`: name that start, where the quote opened if any.
                 raise IngestError(
-                    f"Line {error.line:,} {_long_line_reason(error.chars)}"
+                    f"Line {error.line:,} {long_line_reason(error.chars)}"
                     + (f" (in the row starting on line {line + 1:,})." if error.line > line + 1 else ".")
                 ) from error
             start, line = line + 1, reader.line_num
@@ -442,9 +312,9 @@ class Table:
         bad_seen = self._bad_seen
         first = True
         lines = self._lines(text)
-        cell_cap = _limit("DOCKET_MAX_CELL_CHARS")
-        columns = _limit("DOCKET_MAX_COLUMNS")
-        depth_cap = _limit("DOCKET_MAX_JSON_DEPTH")
+        cell_cap = settings.DOCKET_MAX_CELL_CHARS
+        columns = settings.DOCKET_MAX_COLUMNS
+        depth_cap = settings.DOCKET_MAX_JSON_DEPTH
         number = 0
         while True:
             try:
@@ -456,7 +326,7 @@ class Table:
                 self._skip_rest_of_line(text)
                 self._row_chars = 0
                 lines = self._lines(text)
-                yield Record(number, {}, _long_line_reason(error.chars))
+                yield Record(number, {}, long_line_reason(error.chars))
                 continue
             number = self._lines_read
             self._row_chars = 0
@@ -484,12 +354,10 @@ class Table:
             finally:
                 first = False
             if not isinstance(value, dict):
-                yield Record(
-                    number, {}, f"is {_json_kind(value)}, not a JSON object", raw=line.rstrip("\r\n")
-                )
+                yield Record(number, {}, f"is {row_kind(value)}, not a JSON object", raw=line.rstrip("\r\n"))
                 continue
             if len(value) > columns or len(line) > cell_cap:
-                problem = _object_problem(value, len(line), cell_cap, columns)
+                problem = object_problem(value, len(line), cell_cap, columns)
                 if problem is not None:
                     yield Record(number, {}, str(problem), problem.column, raw=line.rstrip("\r\n"))
                     continue
@@ -502,16 +370,16 @@ class Table:
 
     def _json_array_records(self, text: io.TextIOWrapper) -> Iterator[Record]:
         bad_seen = self._bad_seen
-        cell_cap = _limit("DOCKET_MAX_CELL_CHARS")
-        columns = _limit("DOCKET_MAX_COLUMNS")
+        cell_cap = settings.DOCKET_MAX_CELL_CHARS
+        columns = settings.DOCKET_MAX_COLUMNS
         for line, value, raw in iter_json_array(text):
             if _BadBytes.seen != bad_seen and SURROGATES.search(raw):
                 yield Record(line, {}, bad_byte_reason(raw, self.spec.encoding), raw=raw)
             elif isinstance(value, JsonProblem):
                 yield Record(line, {}, str(value), value.column, raw=raw)
             elif not isinstance(value, dict):
-                yield Record(line, {}, f"is {_json_kind(value)}, not a JSON object", raw=raw)
-            elif (problem := _object_problem(value, len(raw), cell_cap, columns)) is not None:
+                yield Record(line, {}, f"is {row_kind(value)}, not a JSON object", raw=raw)
+            elif (problem := object_problem(value, len(raw), cell_cap, columns)) is not None:
                 yield Record(line, {}, str(problem), problem.column, raw=raw)
             else:
                 yield Record(line, value, raw=raw)
@@ -519,7 +387,7 @@ class Table:
     def _sample_columns(self, records: Iterator[Record]) -> list[str]:
         columns: dict[str, None] = {}
         chars = 0
-        cap = _limit("DOCKET_MAX_COLUMNS")
+        cap = settings.DOCKET_MAX_COLUMNS
         for count, record in enumerate(records, start=1):
             if isinstance(record.values, dict):
                 for key in record.values:
@@ -545,7 +413,7 @@ class Table:
         sheet = workbook[sheet_name]
         if not hasattr(sheet, "iter_rows"):
             raise IngestError(f"The sheet {sheet_name!r} is a chart, not a table.")
-        rows = _sheet_rows(sheet, self._closers)
+        rows = sheet_rows(sheet, self._closers)
         header: list[Any] | None = None
         try:
             for number, cells, wide, blank in rows:
@@ -567,7 +435,7 @@ class Table:
             raise IngestError(f"The sheet {sheet_name!r} is empty.")
         while header and (header[-1] is None or header[-1] == ""):
             header.pop()
-        self.columns = name_columns([_xlsx_text(cell) for cell in header])
+        self.columns = name_columns([xlsx_text(cell) for cell in header])
         self._records = self._xlsx_records(rows)
 
     def _xlsx_records(self, rows: Iterator[SheetRow]) -> Iterator[Record]:
@@ -588,223 +456,11 @@ class Table:
             if problem:
                 yield Record(number, cells, problem)
                 continue
-            values = [_xlsx_value(cell) for cell in cells]
+            values = [xlsx_value(cell) for cell in cells]
             if not any(value is not None and value != "" for value in values):
                 self._blank()
                 continue
             yield Record(number, values)
-
-
-# A row of a sheet: its number, its cells (None for a report of blank rows only), a problem, and how
-# many blank rows came before it since the last one.
-SheetRow = tuple[int, list[Any] | None, str, int]
-
-
-def _sheet_rows(sheet: Any, closers: list[Any]) -> Iterator[SheetRow]:
-    """The rows of a read-only openpyxl sheet, as the file has them.
-
-    openpyxl's iter_rows pads every row to the sheet's claimed <dimension> (A1:XFD1048576 makes each
-    row 16,384 cells and adds a million empty rows), and its parser keeps every parsed <row> element
-    under <sheetData>. This reads the rows with openpyxl's own cell parser, ignores the dimension,
-    pads nothing, and drops each row once read. Blank rows, as elements without cells or as row
-    numbers skipped (`<row r="1048576">`), are counted, not made: millions of them cost little, and
-    the count is reported every 4,096 so that the row limit stops them.
-    """
-    from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
-    from openpyxl.xml.functions import iterparse
-
-    columns = _limit("DOCKET_MAX_COLUMNS")
-    source = sheet._get_source()
-    closers.append(source.close)
-    workbook = sheet.parent
-    parser = WorkSheetParser(
-        source,
-        sheet._shared_strings,
-        data_only=workbook.data_only,
-        epoch=workbook.epoch,
-        date_formats=workbook._date_formats,
-        timedelta_formats=workbook._timedelta_formats,
-    )
-    sheet_data = None
-    blank = 0  # blank rows since the last row yielded
-    for event, element in iterparse(source, events=("start", "end")):
-        if element.tag != ROW_TAG:
-            if element.tag == DATA_TAG and event == "start":
-                sheet_data = element
-            continue
-        if event == "start":
-            continue
-        if sheet_data is not None and len(sheet_data) > 1024:
-            sheet_data.clear()
-        before = parser.row_counter
-        if len(element) == 0 and not element.attrib:
-            parser.row_counter += 1
-            number, cells = parser.row_counter, []
-        else:
-            number, cells = parser.parse_row(element)
-            element.clear()
-        # Row numbers the file skips are blank rows (a number going back skips none).
-        blank += max(number - before - 1, 0)
-        if not cells:
-            blank += 1
-            if blank >= 4096:
-                yield number, None, "", blank
-                blank = 0
-            continue
-        width = max(cell["column"] for cell in cells)
-        if width > columns:
-            reason = (
-                f"has a value in column {width:,}, over the {columns:,}-column limit (DOCKET_MAX_COLUMNS)"
-            )
-            yield number, [], reason, blank
-        else:
-            values: list[Any] = [None] * width
-            for cell in cells:
-                values[cell["column"] - 1] = cell["value"]
-            yield number, values, "", blank
-        blank = 0
-    if blank:
-        yield parser.row_counter, None, "", blank
-
-
-def _object_problem(value: dict[str, Any], length: int, cell_cap: int, columns: int) -> JsonProblem | None:
-    """A JSON row with more keys than the column limit, or a value longer than the cell limit."""
-    if len(value) > columns:
-        return JsonProblem(f"has {len(value):,} keys, over the {columns:,}-column limit (DOCKET_MAX_COLUMNS)")
-    if length > cell_cap:
-        for key, item in value.items():
-            if isinstance(item, str) and len(item) > cell_cap:
-                return JsonProblem(
-                    f"is {len(item):,} characters long, over the cell limit (DOCKET_MAX_CELL_CHARS)",
-                    _printable(key),
-                )
-    return None
-
-
-def check_zip_sizes(path: str) -> None:
-    """Refuse a workbook whose parts unpack past the limits, from the ZIP's directory, before inflating.
-
-    openpyxl reads the shared strings whole: a 784 KB file whose one string unpacks to 768 MiB would
-    take gigabytes. A directory that lies (a small size for a big part) can't get past this either:
-    zipfile stops each part at its declared size and then fails its CRC check.
-    """
-    part_cap = _limit("DOCKET_MAX_XLSX_PART_BYTES")
-    total_cap = _limit("DOCKET_MAX_XLSX_BYTES")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise IngestError(f"The workbook can't be opened ({type(error).__name__}: {error}).") from error
-    total = 0
-    for member in members:
-        if member.file_size > part_cap:
-            raise IngestError(
-                f"The workbook's part {_printable(member.filename)} unpacks to "
-                f"{human_size(member.file_size)}, over the {human_size(part_cap)} limit for one part "
-                "(DOCKET_MAX_XLSX_PART_BYTES)."
-            )
-        total += member.file_size
-        if total > total_cap:
-            raise IngestError(
-                f"The workbook unpacks to more than {human_size(total_cap)}, over the workbook limit "
-                "(DOCKET_MAX_XLSX_BYTES)."
-            )
-
-
-def _read_shared_strings(source: IO[bytes]) -> list[str]:
-    """openpyxl's read_string_table, bounded: at most DOCKET_MAX_XLSX_STRINGS strings, and each <si>
-    element dropped once read (openpyxl's keeps them all under <sst>: 12 million one-letter strings,
-    a 500 KB file, took 300 s and 1.1 GB). The text is openpyxl's: the plain <t>, then each run's <t>.
-    """
-    from openpyxl.xml.constants import SHEET_MAIN_NS
-    from openpyxl.xml.functions import iterparse
-
-    cap = _limit("DOCKET_MAX_XLSX_STRINGS")
-    string_tag, text_tag, run_tag = (f"{{{SHEET_MAIN_NS}}}{name}" for name in ("si", "t", "r"))
-    strings: list[str] = []
-    root = None
-    for event, element in iterparse(source, events=("start", "end")):
-        if event == "start":
-            if root is None:
-                root = element
-            continue
-        if element.tag != string_tag:
-            continue
-        parts: list[str] = []
-        for child in element:
-            if child.tag == text_tag:
-                parts.append(child.text or "")
-            elif child.tag == run_tag:
-                run_text = child.find(text_tag)
-                if run_text is not None:
-                    parts.append(run_text.text or "")
-        strings.append("".join(parts).replace("x005F_", ""))
-        if len(strings) > cap:
-            raise IngestError(
-                f"The workbook has more than {cap:,} shared strings, over the limit (DOCKET_MAX_XLSX_STRINGS)."
-            )
-        if root is not None and len(root) > 1024:
-            root.clear()
-    return strings
-
-
-def _bound_openpyxl() -> None:
-    """Make openpyxl's read-only loading bounded in time and memory; done once per process.
-
-    ReadOnlyWorksheet.__init__ looks for <dimension> with a parser that, when a sheet has none, reads
-    the whole sheet and keeps every row element until </sheetData>: 40 million `<row/>` took 150 s and
-    3.9 GB before a single row was read. Docket reads rows with _sheet_rows and never uses the size.
-    And the shared strings are read by _read_shared_strings. Docket is openpyxl's only user in the
-    process, so both are replaced where openpyxl's reader looks them up.
-    """
-    from openpyxl.reader import excel
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
-
-    if getattr(excel.ReadOnlyWorksheet, "docket_unsized", False):
-        return
-
-    class UnsizedReadOnlyWorksheet(ReadOnlyWorksheet):
-        docket_unsized = True
-
-        def _get_size(self) -> None:
-            return None
-
-    excel.ReadOnlyWorksheet = UnsizedReadOnlyWorksheet
-    excel.read_string_table = _read_shared_strings
-
-
-def open_workbook(path: str) -> Any:
-    import openpyxl  # imported here: only XLSX uploads pay for it
-
-    check_zip_sizes(path)
-    _bound_openpyxl()
-    try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except IngestError:
-        raise
-    except Exception as error:
-        raise IngestError(f"The workbook can't be opened ({type(error).__name__}: {error}).") from error
-
-
-def xlsx_sheet_names(path: str) -> list[str]:
-    workbook = open_workbook(path)
-    try:
-        return list(workbook.sheetnames)
-    finally:
-        workbook.close()
-
-
-def _xlsx_value(cell: Any) -> Any:
-    if isinstance(cell, dt.datetime | dt.date | dt.time):
-        return cell.isoformat()
-    if isinstance(cell, dt.timedelta):
-        return str(cell)
-    return cell
-
-
-def _xlsx_text(cell: Any) -> str:
-    value = _xlsx_value(cell)
-    return "" if value is None else str(value)
 
 
 def name_columns(header: list[str]) -> list[str]:
@@ -819,118 +475,3 @@ def name_columns(header: list[str]) -> list[str]:
         seen.add(unique)
         names.append(unique)
     return names
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a JSON array"
-    if isinstance(value, str):
-        return "a string"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number"
-
-
-def iter_json_array(text: IO[str]) -> Iterator[tuple[int, Any, str]]:
-    """Each element of a top-level JSON array, with the line it starts on and its raw text, streaming.
-
-    The standard library has no streaming JSON parser, so this feeds raw_decode a buffer that grows
-    (doubling, so a 10 MB element costs linear time) until an element parses. An element that parses
-    but can't be kept (see loads_checked) comes as a JsonProblem in place of its value. An element
-    longer than DOCKET_MAX_LINE_CHARS or nested deeper than DOCKET_MAX_JSON_DEPTH refuses the file:
-    where it ends can't be known without reading it whole.
-    """
-    decoder = _DECODER
-    depth_cap = _limit("DOCKET_MAX_JSON_DEPTH")
-    length_cap = _limit("DOCKET_MAX_LINE_CHARS")
-    buffer = ""
-    pos = 0
-    line = 1
-    eof = False
-
-    def fill() -> None:
-        nonlocal buffer, pos, eof
-        if len(buffer) - pos > length_cap:
-            raise IngestError(
-                f"The JSON array's element starting on line {line:,} {_long_line_reason(length_cap)}."
-            )
-        more = text.read(max(CHUNK_BYTES, len(buffer) - pos))
-        if not more:
-            eof = True
-        buffer = buffer[pos:] + more
-        pos = 0
-
-    def skip_space() -> None:
-        nonlocal pos, line
-        while True:
-            start = pos
-            length = len(buffer)
-            while pos < length and buffer[pos] in " \t\r\n\ufeff":
-                pos += 1
-            line += buffer.count("\n", start, pos)
-            if pos < length or eof:
-                return
-            fill()
-
-    def syntax_error(at: int, message: str) -> IngestError:
-        return IngestError(
-            f"The JSON is not valid at line {line + buffer.count(chr(10), pos, at):,}: {message}."
-        )
-
-    fill()
-    skip_space()
-    if pos >= len(buffer) or buffer[pos] != "[":
-        raise syntax_error(pos, "expected the file to start with [")
-    pos += 1
-    expect_value = True
-    first = True
-    while True:
-        skip_space()
-        if pos >= len(buffer):
-            raise syntax_error(pos, "the file ends before the array is closed with ]")
-        char = buffer[pos]
-        if char == "]" and (first or not expect_value):
-            pos += 1
-            break
-        if not expect_value:
-            if char != ",":
-                raise syntax_error(pos, "expected , or ] after an element")
-            pos += 1
-            expect_value = True
-            continue
-        if char in "[{" and json_depth_exceeds(buffer, depth_cap, pos):
-            raise IngestError(
-                f"The JSON array's element starting on line {line:,} {_depth_reason(depth_cap)}."
-            )
-        try:
-            try:
-                value, end = decoder.raw_decode(buffer, pos)
-            except JsonProblem as problem:
-                # Parse again without the key check, to learn where the element ends.
-                _value, end = _PLAIN_DECODER.raw_decode(buffer, pos)
-                value = problem
-        except json.JSONDecodeError as error:
-            if not eof and (error.pos >= len(buffer) - 16 or error.msg.startswith("Unterminated")):
-                fill()
-                continue
-            raise syntax_error(error.pos, error.msg) from error
-        except ValueError as error:  # a number past Python's digit limit: where it ends is unknown
-            raise IngestError(
-                f"The JSON array's element starting on line {line:,} {_number_reason(error)}."
-            ) from error
-        if end >= len(buffer) and not eof:
-            fill()  # a number or literal may go on in the next chunk
-            continue
-        raw = buffer[pos:end]
-        if _SURROGATE_ESCAPE.search(raw) and not isinstance(value, JsonProblem):
-            value = _surrogate_problem(value) or value
-        yield line, value, raw
-        line += raw.count("\n")
-        pos = end
-        expect_value = False
-        first = False
-    skip_space()
-    if pos < len(buffer):
-        raise syntax_error(pos, "there is more text after the closing ]")

@@ -40,8 +40,9 @@ from typing import Any
 from django.utils.text import slugify
 
 from evals.models import Item, Review, Run
-from evals.selectors.results import ALL, TEXT_FIELDS, ResultsQuery, Visibility, results_iter
+from evals.selectors.results import ResultsQuery, results_iter
 from evals.selectors.runs import run_chain
+from evals.selectors.visibility import ALL, TEXT_FIELDS, Visibility
 from evals.services.reviews import HumanVerdict, human_verdicts
 
 FORMATS = ("csv", "jsonl")

@@ -5,16 +5,14 @@ OFFSET), so a page of a 100,000-item run costs about what a page of a 1,000-item
 by an evaluator's score walks the scores' (run, evaluator, score, item) index; items without that
 score (failed, pending) follow, by position.
 
-What a reader may see (`Visibility`) is applied here, where rows are read: a share link that hides the
-text gets items whose text was never loaded, and a search that never reads it.
+What a reader may see (`evals.selectors.visibility`) is applied here, where rows are read: a share link
+that hides the text gets items whose text was never loaded, and a search that never reads it. The
+cursors of its pages are read and written in `evals.selectors.results_cursor`.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import reduce
@@ -29,109 +27,22 @@ from django.db.models.functions import Cast
 from django.db.models.lookups import Exact
 from django.http import QueryDict
 
-from evals.models import INPUT_FIELDS, Dataset, Example, Item, Run, Score
+from evals.models import Dataset, Example, Item, Run, Score
+from evals.selectors.results_cursor import (
+    STATUSES,
+    cursor_decode,
+    cursor_encode,
+    plain_order,
+    position_checked,
+    rows_after,
+)
 from evals.selectors.runs import run_items_merged
+from evals.selectors.visibility import ALL, TEXT_COLUMNS, Visibility
 
 PAGE_SIZE = 50
-STATUSES = {choice.value for choice in Item.Status}
 # The metadata filter suggests at most this many values of a column, the most common first.
 METADATA_SUGGESTIONS = 50
 METADATA_VALUES_SECONDS = 24 * 3600
-
-# An example's text, as the judge was given it; a share link may hide all of it. Metadata stays.
-TEXT_FIELDS = INPUT_FIELDS
-# The row's key (a column of the user's, e.g. a case id that may name a customer) goes with the texts.
-TEXT_COLUMNS = (*TEXT_FIELDS, "input_key")
-HIDDEN_MESSAGE = "The judge's message is hidden by this share link (it may quote the text)."
-# Ids of the judge API (batches, execution logs, evaluators, judge versions: all UUIDs) and of Docket
-# (batch tags `docket:<uuid>:<n>`), and the judge API's address, as they appear inside messages.
-_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.IGNORECASE)
-_URL = re.compile(r"https?://\S+")
-
-
-def mask_ids(text: str) -> str:
-    """A message with the ids and addresses it names replaced by "[id]" and "[address]"."""
-    return _URL.sub("[address]", _ID.sub("[id]", text))
-
-
-@dataclass(frozen=True)
-class Visibility:
-    """What of a run its reader may see: everything for teammates, less through a share link.
-
-    texts: each row's request, response, contexts, expected output, turns and system prompt (and the
-    judge's messages, which may quote them). justifications: the evaluators' justifications (they may
-    quote the text too). internal_ids: the judge API's and Docket's ids, the judge API's address, who
-    started the run.
-    """
-
-    texts: bool = True
-    justifications: bool = True
-    internal_ids: bool = True
-
-    @property
-    def everything(self) -> bool:
-        return self.texts and self.justifications and self.internal_ids
-
-    @property
-    def searchable(self) -> tuple[str, ...]:
-        """What the results search reads: "text" (request and response) and "justifications", as shown."""
-        return (("text",) if self.texts else ()) + (("justifications",) if self.justifications else ())
-
-    def message(self, text: str) -> str:
-        """A message from the judge API (or Docket's words around one), as this reader may see it."""
-        if not text or self.everything:
-            return text
-        if not self.texts:
-            return HIDDEN_MESSAGE
-        return mask_ids(text) if not self.internal_ids else text
-
-    def redact_run(self, run: Run) -> Run:
-        """Blank what this reader may not see on a run loaded for one request (it is never saved)."""
-        if self.everything:
-            return run
-        run.last_error = self.message(run.last_error)
-        if run.backoff_reason.startswith("judge API error"):
-            run.backoff_reason = "judge API error" if not self.texts else self.message(run.backoff_reason)
-        if not self.internal_ids:
-            run.judge_version_id = ""
-            run.created_by = None
-            if Run.judge.is_cached(run):
-                judge = run.judge
-                judge.api_url = judge.remote_id = judge.version_id = ""
-                judge.evaluators = [{"name": evaluator.get("name", "")} for evaluator in judge.evaluators]
-        if Run.retry_of.is_cached(run) and run.retry_of is not None:
-            self.redact_run(run.retry_of)
-        return run
-
-    def redact_item(self, item: Item) -> Item:
-        """Blank what this reader may not see on an item read by `items_with_details` (never saved)."""
-        if self.everything:
-            return item
-        if not self.texts and Item.example.is_cached(item):
-            example = item.example
-            example.request = example.response = example.expected_output = example.system_prompt = ""
-            example.input_key = ""
-            example.contexts = []
-            example.turns = None
-        # A cancelled item's note is Docket's own ("Cancelled before it was sent."), never the judge's.
-        if item.status != Item.Status.CANCELLED:
-            item.error_message = self.message(item.error_message)
-        if not self.internal_ids:
-            item.execution_log_id = ""
-            if Item.batch.is_cached(item) and item.batch is not None:
-                item.batch.remote_id = item.batch.lease_owner = ""
-                item.batch.last_error = self.message(item.batch.last_error)
-        if Item.run.is_cached(item):
-            self.redact_run(item.run)
-        for score in item.scores.all():
-            if not self.justifications:
-                score.justification = ""
-            if not self.internal_ids:
-                score.evaluator_id = ""
-        return item
-
-
-ALL = Visibility()
 
 
 @dataclass(frozen=True)
@@ -303,21 +214,21 @@ def results_page(
 
     The cursor comes back from the client: one that does not fit this view's order is the first page.
     """
-    position = _checked_position(_decode(cursor), query)
+    position = position_checked(cursor_decode(cursor), query)
     rows: list[Item] = []
     next_cursor = None
     if query.sort_evaluator:
         rows, next_cursor = _score_sorted_page(run, query, position, size)
     else:
         items = base_items(run, query)
-        order = _plain_order(query)
+        order = plain_order(query)
         if position:
-            items = items.filter(_after(order, position))
+            items = items.filter(rows_after(order, position))
         rows = items_with_details(items.order_by(*order), query.visibility, limit=size + 1)
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            next_cursor = _encode({name.lstrip("-"): getattr(last, name.lstrip("-")) for name in order})
+            next_cursor = cursor_encode({name.lstrip("-"): getattr(last, name.lstrip("-")) for name in order})
     return ResultsPage(rows=rows, next_cursor=next_cursor)
 
 
@@ -345,11 +256,11 @@ def results_neighbours(run: Run, query: ResultsQuery, item: Item) -> tuple[int |
     name = query.sort_evaluator
     if name is None:
         items = base_items(run, query)
-        order = _plain_order(query)
+        order = plain_order(query)
         here = {key.lstrip("-"): getattr(item, key.lstrip("-")) for key in order}
         return (
-            _first_pk(items.filter(_after(_flipped(order), here)).order_by(*_flipped(order))),
-            _first_pk(items.filter(_after(order, here)).order_by(*order)),
+            _first_pk(items.filter(rows_after(_flipped(order), here)).order_by(*_flipped(order))),
+            _first_pk(items.filter(rows_after(order, here)).order_by(*order)),
         )
     order = ["-score", "-item_id"] if query.descending else ["score", "item_id"]
     scored = _scored(run, query, name)
@@ -367,11 +278,11 @@ def results_neighbours(run: Run, query: ResultsQuery, item: Item) -> tuple[int |
             previous = _first_pk(scored.order_by(*_flipped(order)), field="item_id")
         return previous, _first_pk(unscored.filter(position__gt=item.position).order_by("position"))
     here = {"score": score, "item_id": item.pk}
-    following = _first_pk(scored.filter(_after(order, here)).order_by(*order), field="item_id")
+    following = _first_pk(scored.filter(rows_after(order, here)).order_by(*order), field="item_id")
     if following is None and with_unscored:
         following = _first_pk(unscored.order_by("position"))
     previous = _first_pk(
-        scored.filter(_after(_flipped(order), here)).order_by(*_flipped(order)), field="item_id"
+        scored.filter(rows_after(_flipped(order), here)).order_by(*_flipped(order)), field="item_id"
     )
     return previous, following
 
@@ -437,11 +348,6 @@ def _metadata_values(dataset: Dataset, *, limit: int) -> dict[str, list[str]]:
     return values
 
 
-def _plain_order(query: ResultsQuery) -> list[str]:
-    order = ["status", "position"] if query.sort == "status" else ["position"]
-    return [f"-{name}" for name in order] if query.descending else order
-
-
 def _flipped(order: list[str]) -> list[str]:
     return [name[1:] if name.startswith("-") else f"-{name}" for name in order]
 
@@ -480,7 +386,7 @@ def _score_sorted_page(
         scores = _scored(run, query, name)
         order = ["-score", "-item_id"] if query.descending else ["score", "item_id"]
         if "score" in position:
-            scores = scores.filter(_after(order, position))
+            scores = scores.filter(rows_after(order, position))
         picked = list(scores.order_by(*order).values_list("score", "item_id")[: size + 1])
         more = len(picked) > size
         picked = picked[:size]
@@ -492,14 +398,14 @@ def _score_sorted_page(
         }
         rows = [by_id[pk] for _, pk in picked if pk in by_id]
         if more:
-            return rows, _encode({"phase": "scored", "score": picked[-1][0], "item_id": picked[-1][1]})
+            return rows, cursor_encode({"phase": "scored", "score": picked[-1][0], "item_id": picked[-1][1]})
         if query.ranges.get(name):
             return rows, None  # a score range excludes the items that have no score
         position = {"phase": "unscored"}
     # Then the items without this score (failed, pending, cancelled), by position.
     remaining = size - len(rows)
     if remaining <= 0:
-        return rows, _encode({"phase": "unscored"})
+        return rows, cursor_encode({"phase": "unscored"})
     unscored = _unscored(run, query, name)
     if "position" in position:
         unscored = unscored.filter(position__gt=position["position"])
@@ -507,86 +413,6 @@ def _score_sorted_page(
     if len(more_rows) > remaining:
         more_rows = more_rows[:remaining]
         rows.extend(more_rows)
-        return rows, _encode({"phase": "unscored", "position": more_rows[-1].position})
+        return rows, cursor_encode({"phase": "unscored", "position": more_rows[-1].position})
     rows.extend(more_rows)
     return rows, None
-
-
-def results_cursor_fits(cursor: str, query: ResultsQuery) -> bool:
-    """Whether `cursor` is one results_page gave for this view (same sort), kept whole.
-
-    results_page starts again at the first page for a cursor that does not fit (the page's forgiving
-    `after=`); an API client paging through must hear that instead, or it would see rows twice. A
-    cursor of another sort order may pass the position check as "the start": all of it must be kept.
-    """
-    given = _decode(cursor)
-    kept = _checked_position(given, query)
-    return bool(kept) and set(given) <= set(kept)
-
-
-def _checked_position(position: dict[str, Any], query: ResultsQuery) -> dict[str, Any]:
-    """The cursor's position if every value it holds has the type and range this view's order needs,
-    else {} (a forged `?after=` gave a KeyError, a TypeError or an integer overflow: a 500)."""
-    if not position:
-        return {}
-    if query.sort_evaluator is None:
-        fields = [name.lstrip("-") for name in _plain_order(query)]
-        checked = {name: position.get(name) for name in fields}
-        valid = all(
-            _is_row_number(value) if name == "position" else value in STATUSES
-            for name, value in checked.items()
-        )
-        return checked if valid else {}
-    phase = position.get("phase", "scored")
-    if phase == "scored":
-        if "score" not in position and "item_id" not in position:
-            return {"phase": "scored"}
-        score, item_id = position.get("score"), position.get("item_id")
-        valid = _is_score(score) and _is_row_number(item_id)
-        return {"phase": "scored", "score": score, "item_id": item_id} if valid else {}
-    if phase == "unscored":
-        if "position" not in position:
-            return {"phase": "unscored"}
-        return (
-            {"phase": "unscored", "position": position["position"]}
-            if _is_row_number(position["position"])
-            else {}
-        )
-    return {}
-
-
-def _is_row_number(value: Any) -> bool:
-    # bool is an int to Python; the columns are 64-bit.
-    return type(value) is int and 0 <= value < 2**63
-
-
-def _is_score(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def _after(order: list[str], position: dict[str, Any]) -> Q:
-    """Rows strictly after `position` in `order` (a list of fields, each maybe "-"-prefixed)."""
-    condition = Q()
-    equal = Q()
-    for name in order:
-        field_name = name.lstrip("-")
-        value = position[field_name]
-        step = Q(**{f"{field_name}__lt" if name.startswith("-") else f"{field_name}__gt": value})
-        condition |= equal & step
-        equal &= Q(**{field_name: value})
-    return condition
-
-
-def _encode(position: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str | None) -> dict[str, Any]:
-    # A real cursor is well under 200 characters; a forged one may be anything (deep nesting too).
-    if not cursor or len(cursor) > 1000:
-        return {}
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}

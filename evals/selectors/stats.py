@@ -27,15 +27,12 @@ plain ones over the scores' index.
 How many scores people reviewed, and how many of the judge's verdicts they turned over, are counted
 from the reviews (a few hundred rows, not the run's scores), in either mode.
 
-Cost. The pump adds each batch's cost, read from the judge's execution logs, to the run's totals
-(`Run.cost_total`, `cost_items`: the items whose cost is known, `cost_by_evaluator`); nothing here reads
-an item. Over the items whose cost is known (a batch whose logs could not be read adds nothing):
+Cost (`evals.selectors.costs.run_cost`: the run's totals, nothing read per item), and per evaluator:
 
-    cost per item                  cost_total / cost_items
     an evaluator's cost per item   cost_by_evaluator[name] / cost_items
     an evaluator's cost per pass   its cost per item / its pass rate (what each passing score costs)
 
-The latest-verdict view adds up the run and its retries: every verdict in view was paid for by one of them.
+The t quantile and the interval come from `evals.services.intervals`.
 """
 
 from __future__ import annotations
@@ -49,237 +46,18 @@ from django.db.models import Avg, Count, F, FloatField, Max, Min, Q, QuerySet, S
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from evals.models import BackoffKind, Item, RemoteBatch, Review, Run, Score
+from evals.models import Review, Run, Score
+from evals.money import format_cost
+from evals.selectors.costs import RunCost, cost_per, run_cost
 from evals.selectors.runs import run_chain, run_items_merged
-from evals.services.costs import format_cost
+from evals.services.intervals import MeanInterval, interval_from_deviations
 from evals.services.reviews import corrected_value, human_label, human_verdicts
 
 HISTOGRAM_BINS = 10
 SLICE_LIMIT = 30
-CONFIDENCE = 0.95
-
-
-# --- Student's t, written out (no scipy) -------------------------------------------------------------
-
-
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-
-
-def _beta_continued_fraction(x: float, a: float, b: float) -> float:
-    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        step = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + step * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + step / c
-        c = c if abs(c) > tiny else tiny
-        result *= d * c
-        step = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + step * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + step / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        result *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return result
-
-
-def incomplete_beta(x: float, a: float, b: float) -> float:
-    """I_x(a, b), the regularized incomplete beta function."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(a * math.log(x) + b * math.log1p(-x) - _log_beta(a, b))
-    # The fraction converges fast on this side of the mean; use the symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_continued_fraction(x, a, b) / a
-    return 1.0 - front * _beta_continued_fraction(1.0 - x, b, a) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom."""
-    tail = 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5)
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The value t with P(T <= t) = p, for Student's t with `df` degrees of freedom (p in (0, 1))."""
-    if not 0.0 < p < 1.0:
-        raise ValueError("p must be in (0, 1)")
-    if df <= 0:
-        raise ValueError("df must be positive")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    if p == 0.5:
-        return 0.0
-    # Bisection on the exact CDF: 200 halvings reach the limit of a double; stops earlier once stable.
-    low, high = 0.0, 1.0
-    while t_cdf(high, df) < p:
-        high *= 2.0
-        if high > 1e12:
-            return math.inf
-    for _ in range(200):
-        middle = (low + high) / 2.0
-        if middle in (low, high):
-            break
-        if t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2.0
-
-
-# --- Cost ------------------------------------------------------------------------------------------
-
-
-def format_cost_change(value: float | None) -> str:
-    """A difference of costs with its sign, written as `format_cost` writes costs: "+$0.0012", "−$0.0012"."""
-    if value is None or value == 0:
-        return format_cost(value)
-    return ("+" if value > 0 else "−") + format_cost(abs(value))
-
-
-def _per(total: float | None, count: int | float | None) -> float | None:
-    return total / count if total is not None and count else None
-
-
-@dataclass(frozen=True)
-class RunCost:
-    """What a run cost so far, over the items whose cost the judge's logs gave (see the module's docstring)."""
-
-    total: float
-    items: int
-    by_evaluator: dict[str, float]
-    max_cost: float | None = None
-    budget_paused: bool = False
-
-    @property
-    def known(self) -> bool:
-        return self.items > 0
-
-    @property
-    def per_item(self) -> float | None:
-        return _per(self.total, self.items)
-
-    def evaluator_per_item(self, name: str) -> float | None:
-        return _per(self.by_evaluator.get(name), self.items)
-
-    @property
-    def total_label(self) -> str:
-        return format_cost(self.total)
-
-    @property
-    def per_item_label(self) -> str:
-        return format_cost(self.per_item)
-
-    @property
-    def max_cost_label(self) -> str:
-        return format_cost(self.max_cost) if self.max_cost is not None else "no cap"
-
-
-def run_cost(run: Run, *, latest: bool = False) -> RunCost:
-    """The run's cost totals; with `latest`, the run's and its retries' together (their verdicts are in view)."""
-    paused = run.backoff_kind == BackoffKind.BUDGET and not run.is_finished
-    if not latest:
-        return RunCost(
-            total=float(run.cost_total or 0.0),
-            items=int(run.cost_items or 0),
-            by_evaluator={str(k): float(v) for k, v in (run.cost_by_evaluator or {}).items()},
-            max_cost=run.max_cost,
-            budget_paused=paused,
-        )
-    total, items = 0.0, 0
-    by_evaluator: dict[str, float] = {}
-    for cost_total, cost_items, per_evaluator in Run.objects.filter(pk__in=run_chain(run)).values_list(
-        "cost_total", "cost_items", "cost_by_evaluator"
-    ):
-        total += float(cost_total or 0.0)
-        items += int(cost_items or 0)
-        for name, value in (per_evaluator or {}).items():
-            by_evaluator[str(name)] = by_evaluator.get(str(name), 0.0) + float(value)
-    return RunCost(
-        total=total, items=items, by_evaluator=by_evaluator, max_cost=run.max_cost, budget_paused=paused
-    )
-
-
-def run_waits_for_cap(run: Run) -> bool:
-    """Paused by its spending cap with nothing out: only a person raising the cap will move it on.
-
-    While a batch is in flight, or finished with its logs not read yet, the pause may lift by itself
-    (its cost becomes known and may fit); a command that waits must not give up then.
-    """
-    if not (run.backoff_kind == BackoffKind.BUDGET and not run.is_finished):
-        return False
-    out = RemoteBatch.objects.filter(run=run).filter(
-        Q(status__in=[RemoteBatch.Status.SUBMITTING, RemoteBatch.Status.RUNNING])
-        | Q(logs_fetched_at__isnull=True, items__status=Item.Status.COMPLETED)
-    )
-    return not out.exists()
 
 
 # --- Summaries ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MeanInterval:
-    n: int
-    mean: float | None
-    sd: float | None
-    low: float | None
-    high: float | None
-
-    @property
-    def half_width(self) -> float | None:
-        if self.low is None or self.high is None or self.mean is None:
-            return None
-        return self.high - self.mean
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
-
-
-def mean_interval(
-    n: int, total: float, total_squares: float, *, confidence: float = CONFIDENCE
-) -> MeanInterval:
-    """Mean and its Student-t confidence interval from n, Σx and Σx² (what SQL can sum in one pass)."""
-    if n <= 0:
-        return MeanInterval(n=0, mean=None, sd=None, low=None, high=None)
-    return interval_from_deviations(n, total / n, total_squares - total * total / n, confidence=confidence)
-
-
-def interval_from_deviations(
-    n: int, mean: float, squared_deviations: float, *, confidence: float = CONFIDENCE
-) -> MeanInterval:
-    """Mean and its Student-t confidence interval from n, x̄ and Σ(x - x̄)²."""
-    if n <= 0:
-        return MeanInterval(n=0, mean=None, sd=None, low=None, high=None)
-    if n < 2:
-        return MeanInterval(n=n, mean=mean, sd=None, low=None, high=None)
-    # Σx² - n·x̄² can come out a hair below zero by rounding when every value is equal.
-    sd = math.sqrt(max(squared_deviations, 0.0) / (n - 1))
-    half = t_quantile(0.5 + confidence / 2.0, n - 1) * sd / math.sqrt(n)
-    return MeanInterval(n=n, mean=mean, sd=sd, low=mean - half, high=mean + half)
-
-
-def mean_interval_of(values: Iterable[float], *, confidence: float = CONFIDENCE) -> MeanInterval:
-    numbers = list(values)
-    if not numbers:
-        return mean_interval(0, 0.0, 0.0)
-    mean = sum(numbers) / len(numbers)
-    return interval_from_deviations(
-        len(numbers), mean, sum((x - mean) ** 2 for x in numbers), confidence=confidence
-    )
 
 
 @dataclass(frozen=True)
@@ -343,7 +121,7 @@ class EvaluatorStats:
     @property
     def cost_per_pass(self) -> float | None:
         """What each passing score costs: the cost per item over the pass rate (None without a pass)."""
-        return _per(self.cost_per_item, self.pass_rate)
+        return cost_per(self.cost_per_item, self.pass_rate)
 
     @property
     def cost_per_item_label(self) -> str:
@@ -500,7 +278,7 @@ def review_tallies(run: Run, *, latest: bool, thresholds: Mapping[str, float]) -
         tally = counts.setdefault(name, [0, 0, 0])
         tally[0] += 1
         tally[1] += verdict.reviews
-        tally[2] += verdict.passed != (score >= thresholds[name])
+        tally[2] += verdict.passed != run.passes(name, score, override=thresholds[name])
     return {name: ReviewTally(*numbers) for name, numbers in counts.items()}
 
 
@@ -518,12 +296,14 @@ def evaluator_statistics(
 ) -> EvaluatorStats:
     scores = run_scores(run, name, latest=latest)
     value = "score"
-    passes = Q(score__gte=threshold)
+    passes = run.passing(name, override=threshold)
     if corrected:
         # The value a reviewed score counts with, and the label of the review that counts (NULL: none).
         scores = scores.annotate(shown_score=corrected_value(), human_verdict=human_label())
         value = "shown_score"
-        passes = Q(human_verdict="pass") | Q(human_verdict__isnull=True, shown_score__gte=threshold)
+        passes = Q(human_verdict="pass") | (
+            Q(human_verdict__isnull=True) & run.passing(name, override=threshold, field=value)
+        )
     # Edges as i / 10, never i * 0.1: 6 * 0.1 is 0.6000000000000001, which would put 0.6 in the bin below.
     edges = [index / HISTOGRAM_BINS for index in range(HISTOGRAM_BINS + 1)]
     bins_wanted: dict[str, Any] = {}

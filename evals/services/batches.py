@@ -9,6 +9,9 @@ nowhere (the other pump's call gives the same answer, or a newer one).
 Every transition locks the run row first (`lock_run`): the run is the root of everything deleted
 with it, so a run deleted while the call was out makes the transition raise `RowsGone` instead of half
 writing. None of this does HTTP: the pump performs the calls, then applies their outcomes here.
+
+One unit over 450 lines: every transition of one state machine, each under the same lease condition
+and run lock; read together they show that no path writes a batch twice.
 """
 
 from __future__ import annotations
@@ -178,10 +181,8 @@ def batch_polled(
         run = lock_run(run_id)
         # Locked and read inside the transaction: a stale writer finds nothing, a current one reads
         # the items as they are now, not as they were before its call.
-        batch = owned(batch_id, owner).select_for_update().first()
+        batch = locked_batch(owned(batch_id, owner), batch_id)
         if batch is None:
-            if not RemoteBatch.objects.filter(pk=batch_id).exists():
-                raise RowsGone
             return Polled(applied=False)
         unknown_since = None
         if remote.status not in KNOWN_BATCH_STATUSES:
@@ -506,6 +507,20 @@ def owned_for_costs(batch_id: int, owner: str) -> QuerySet[RemoteBatch]:
     )
 
 
+def locked_batch(held: QuerySet[RemoteBatch], batch_id: int) -> RemoteBatch | None:
+    """The batch `held` finds, locked; None when this pump is a stale writer; RowsGone once the run is deleted."""
+    batch = held.select_for_update().first()
+    if batch is None and not RemoteBatch.objects.filter(pk=batch_id).exists():
+        raise RowsGone
+    return batch
+
+
+def held_for_costs(*, batch_id: int, run_id: int, owner: str) -> RemoteBatch | None:
+    """Lock the run, then the finished batch whose costs this pump holds: None for a stale writer."""
+    lock_run(run_id)
+    return locked_batch(owned_for_costs(batch_id, owner), batch_id)
+
+
 def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequence[ExecutionLogRow]) -> bool:
     """Record what a finished batch's execution logs say it cost: items, the batch and the run's totals.
 
@@ -516,11 +531,8 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
     """
     now = timezone.now()
     with transaction.atomic():
-        lock_run(run_id)
-        batch = owned_for_costs(batch_id, owner).select_for_update().first()
+        batch = held_for_costs(batch_id=batch_id, run_id=run_id, owner=owner)
         if batch is None:
-            if not RemoteBatch.objects.filter(pk=batch_id).exists():
-                raise RowsGone
             return False
         by_id = {log.id: log for log in logs}
         children: dict[str, list[ExecutionLogRow]] = {}
@@ -620,11 +632,8 @@ def batch_costs_given_up(*, batch_id: int, run_id: int, owner: str, message: str
     """The logs could not be read: the batch's cost stays unknown, and its last error says why."""
     now = timezone.now()
     with transaction.atomic():
-        lock_run(run_id)
-        batch = owned_for_costs(batch_id, owner).select_for_update().first()
+        batch = held_for_costs(batch_id=batch_id, run_id=run_id, owner=owner)
         if batch is None:
-            if not RemoteBatch.objects.filter(pk=batch_id).exists():
-                raise RowsGone
             return False
         # A failed batch keeps its own message first: the cost note comes after it.
         last_error = f"{batch.last_error}\n{message}" if batch.last_error else message

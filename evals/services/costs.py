@@ -18,7 +18,8 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from evals.models import BackoffKind, Item, Judge, RemoteBatch, Run
-from evals.services.runs import wake_pump
+from evals.money import format_cost
+from evals.tasks import wake_pump
 
 # The judge's recent runs an estimate draws on (those with a known cost).
 RECENT_RUNS = 5
@@ -31,21 +32,6 @@ class CostError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
-
-
-def format_cost(value: float | None) -> str:
-    """ "$12.50" from a dollar up; below, 4 decimals ("$0.0123"), or 3 significant digits when 4
-    decimals would hide them ("$0.000123", a cost per item)."""
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    decimals = 4
-    if abs(value) < 0.01:
-        decimals = max(4, 2 - math.floor(math.log10(abs(value))))
-    return f"${value:.{decimals}f}"
 
 
 # --- Estimates ----------------------------------------------------------------------------------------

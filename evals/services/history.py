@@ -29,7 +29,7 @@ more for each further 100,000-row candidate dataset; the trend adds about 0.06 s
 
 Trend. Per evaluator and run, over the run's latest verdict per row (its retries merged):
 
-    n, mean x̄ = Σx / n, 95% CI x̄ ± t(0.975, n - 1) · s / √n     (evals.selectors.stats.mean_interval)
+    n, mean x̄ = Σx / n, 95% CI x̄ ± t(0.975, n - 1) · s / √n     (evals.services.intervals.mean_interval)
 
 and the change from the previous run of the family that this evaluator scored. Means of two runs are
 not paired here; the compare page pairs the rows and tests the difference.
@@ -44,7 +44,7 @@ from django.db.models import Count, F, FloatField, Q, QuerySet, Sum
 
 from evals.models import Example, Run, Score
 from evals.selectors.runs import run_items_merged
-from evals.selectors.stats import MeanInterval, mean_interval
+from evals.services.intervals import MeanInterval, mean_interval
 
 FAMILY_SHARE_PERCENT = 90
 FAMILY_LIMIT = 50

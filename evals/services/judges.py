@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,8 +13,13 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from evals.client import JudgeAPI, JudgeInfo, judge_api_root
+from evals.client import JudgeAPI, JudgeError, JudgeInfo, judge_api_root
 from evals.models import Judge
+
+logger = logging.getLogger("evals.judges")
+
+# Judges the watchdog reads in full in one round; the rest wait for the next minute.
+REFRESH_LIMIT = 5
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,17 @@ class SyncResult:
     @property
     def total(self) -> int:
         return self.added + self.updated
+
+
+@contextmanager
+def judge_api(api: JudgeAPI | None = None) -> Iterator[JudgeAPI]:
+    """`api` when the caller has one (a command's, with Patience; a test's), left open for its owner;
+    else a client from the settings, closed on leaving."""
+    if api is not None:
+        yield api
+        return
+    with JudgeAPI.from_settings() as own:
+        yield own
 
 
 def current_api_url() -> str:
@@ -43,13 +62,8 @@ def judges_sync(*, api: JudgeAPI | None = None) -> SyncResult:
     Raises JudgeError when the API cannot be read; nothing is changed then. A command passes an `api`
     with Patience, so a throttled or failing API is waited out instead of failing the command.
     """
-    own_api = api is None
-    api = api or JudgeAPI.from_settings()
-    try:
-        remote = list(api.list_judges())
-    finally:
-        if own_api:
-            api.close()
+    with judge_api(api) as client:
+        remote = list(client.list_judges())
     now = timezone.now()
     added = updated = 0
     with transaction.atomic():
@@ -106,16 +120,39 @@ def _judges_named(wanted: str) -> list[Judge]:
 
 def judge_refresh(*, judge: Judge, api: JudgeAPI | None = None) -> Judge:
     """Fetch one judge's detail (the only place its current version_id appears) and store it."""
-    own_api = api is None
-    api = api or JudgeAPI.from_settings()
-    try:
-        info = api.get_judge(judge.remote_id)
-    finally:
-        if own_api:
-            api.close()
+    with judge_api(api) as client:
+        info = client.get_judge(judge.remote_id)
     _apply(judge, info, now=timezone.now())
     judge.save()
     return judge
+
+
+def judges_refresh_due(*, api: JudgeAPI | None = None, limit: int = REFRESH_LIMIT) -> int:
+    """Read in full the listed judges whose version is not known yet (a sync lists judges without it),
+    so that judge pages need not ask while they render; first list the judges, when none is stored.
+
+    Called by the watchdog every minute, so bounded: at most `limit` judges, longest unsynced first, and
+    it stops at the first passing failure (the judge API is probably down; the next round tries again).
+    A judge the API refuses for good is skipped. Returns how many judges were read.
+    """
+    refreshed = 0
+    with judge_api(api) as client:
+        if not judges_for_current_api().exists():
+            # Nothing read from this judge API yet (a new install, or a new API): list its judges first.
+            judges_sync(api=client)
+        due = list(
+            judges_for_current_api().filter(is_listed=True, version_id="").order_by("synced_at", "pk")[:limit]
+        )
+        for judge in due:
+            try:
+                judge_refresh(judge=judge, api=client)
+            except JudgeError as error:
+                logger.info("judge %s: not read in full (%s)", judge.pk, error.message)
+                if not error.permanent:
+                    break
+            else:
+                refreshed += 1
+    return refreshed
 
 
 def _apply(judge: Judge, info: JudgeInfo, *, now: datetime) -> None:

@@ -29,7 +29,8 @@ from django.utils import timezone
 from evals.models import Dataset, Item, JudgeApiEvent, RemoteBatch, Review, Run, Score, ShareLink, Upload
 from evals.selectors.runs import run_chain, run_root
 from evals.services.datasets import dataset_delete
-from evals.services.runs import RunError, run_cancel
+from evals.services.run_options import RunError
+from evals.services.runs import run_cancel
 from evals.services.uploads import UPLOAD_KEEP, uploads_dir
 
 logger = logging.getLogger(__name__)
@@ -292,9 +293,9 @@ def purge_older_than(
 
 
 def retention_days() -> int | None:
-    value = getattr(settings, "DOCKET_RETENTION_DAYS", None)
+    days = settings.DOCKET_RETENTION_DAYS
     # Never a cutoff in the future: that would delete everything.
-    return int(value) if value and int(value) > 0 else None
+    return days if days and days > 0 else None
 
 
 def retention_apply() -> Deletion:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from evals.client import JudgeAPI, JudgeError
 from evals.models import Item, Run
+from evals.services.judges import judge_api
 
 logger = logging.getLogger("evals.thresholds")
 
@@ -110,18 +111,13 @@ def runs_thresholds_learn_due(*, api: JudgeAPI | None = None, limit: int = WATCH
     )
     if not due:
         return 0
-    own_api = api is None
-    api = api or JudgeAPI.from_settings()
     learned = 0
-    try:
+    with judge_api(api) as client:
         for run in due:
-            outcome = run_thresholds_learn(run=run, api=api)
+            outcome = run_thresholds_learn(run=run, api=client)
             if outcome == "retry":
                 break
             learned += outcome in ("learned", "nothing")
-    finally:
-        if own_api:
-            api.close()
     return learned
 
 

@@ -24,7 +24,7 @@ from evals.services.judges import judges_sync
 from evals.services.tokens import api_token_create
 from tests.factories import start_worker, stop
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.qcluster, pytest.mark.django_db(transaction=True)]
 
 JUDGE = "Support assistant safety"
 EVALUATORS = ["Refusal avoidance", "PII safety", "Politeness", "Concision"]

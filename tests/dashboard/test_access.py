@@ -7,8 +7,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.factories import build_run
 
 # Views that answer without a session, each with a reason.
 PUBLIC_PREFIXES = (
@@ -89,6 +92,43 @@ def test_the_review_and_calibration_api_routes_are_among_those_checked() -> None
 
 def test_the_url_map_has_private_pages() -> None:
     assert {"runs/", "datasets/", "judges/"} <= set(PRIVATE_ROUTES)
+
+
+def page_routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> Iterator[str]:
+    """The routes of the dashboard's own pages: the areas dashboard.urls includes from dashboard.views."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            module = getattr(pattern.urlconf_name, "__name__", str(pattern.urlconf_name))
+            if module.startswith("dashboard.views."):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+
+
+def test_every_page_area_is_among_those_checked() -> None:
+    assert {
+        "runs/",
+        "runs/<int:pk>/history/",
+        "datasets/<int:dataset_id>/",
+        "healthz",
+        "s/<str:token>/",
+    } <= set(page_routes(get_resolver().url_patterns))
+
+
+@pytest.mark.django_db
+def test_every_page_refuses_a_method_it_does_not_take_with_405(
+    client: Client, user: AbstractBaseUser
+) -> None:
+    # Staff, so that the status page's own check does not answer first; a real run, so that team pages
+    # reach their view (they look the run up before it runs).
+    type(user).objects.filter(pk=user.pk).update(is_staff=True)
+    client.force_login(user)
+    run = build_run({"Politeness": [0.5]})
+    wrong = []
+    for route in sorted(set(page_routes(get_resolver().url_patterns))):
+        path = sample_path(route.replace("<int:pk>", str(run.pk)))
+        status = client.generic("PUT", path).status_code
+        if status != 405:
+            wrong.append(f"{path}: {status}")
+    assert not wrong
 
 
 @pytest.mark.django_db

@@ -128,7 +128,7 @@ def test_row_view_shows_every_field_readably(logged_in: Client) -> None:
     assert "Line 7 of answers.csv" in html
     assert '<details class="longtext">' in html and "Show all" in html
     assert (
-        '<ol class="contexts">' in html
+        '<ol class="context-list">' in html
         and "Orders ship in 2 days." in html
         and "Tracking is emailed." in html
     )
@@ -143,13 +143,17 @@ def test_importing_dataset_shows_progress_that_stops_polling_when_done(logged_in
     Dataset.objects.filter(pk=dataset.pk).update(row_count=200, rows_done=50)
     page = logged_in.get(reverse("dataset_detail", args=[dataset.pk])).content.decode()
     assert "50 of 200 rows written (25%)" in page and 'hx-trigger="every 1s"' in page
-    progress = reverse("dataset_progress", args=[dataset.pk])
-    fragment = logged_in.get(progress, headers={"HX-Request": "true"})
+    # The progress polls the page itself, which answers htmx with the progress alone.
+    detail = reverse("dataset_detail", args=[dataset.pk])
+    assert f'hx-get="{detail}"' in page
+    fragment = logged_in.get(detail, headers={"HX-Request": "true"})
+    assert fragment.content.decode().lstrip().startswith('<section class="card import-progress"')
     assert 'hx-trigger="every 1s"' in fragment.content.decode() and "HX-Refresh" not in fragment
     Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.READY, rows_done=200)
-    done = logged_in.get(progress, headers={"HX-Request": "true"})
+    done = logged_in.get(detail, headers={"HX-Request": "true"})
     assert "hx-trigger" not in done.content.decode() and "Imported 200 rows" in done.content.decode()
-    assert done["HX-Refresh"] == "true"
+    assert "rows-table" not in done.content.decode() and done["HX-Refresh"] == "true"
+    assert "HX-Refresh" not in logged_in.get(detail)
 
 
 def test_failed_dataset_says_why(logged_in: Client) -> None:

@@ -521,3 +521,12 @@ def test_compare_warns_when_judges_and_item_sets_differ(logged_in: Client) -> No
     assert "Read this comparison with care" in body
     assert "different judges" in body
     assert "1 pair by input, 2 only in A, 1 only in B" in body
+
+
+def test_the_results_pages_are_read_with_get_only(logged_in: Client) -> None:
+    run = hand_run()
+    item = run.items.first()
+    assert item is not None
+    for url in (f"/runs/{run.pk}/stats/", f"/runs/{run.pk}/items/{item.pk}/", f"/runs/{run.pk}/export/"):
+        assert logged_in.get(url).status_code == 200, url
+        assert logged_in.post(url).status_code == 405, url

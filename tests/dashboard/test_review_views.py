@@ -225,6 +225,8 @@ def test_from_htmx_a_mark_answers_with_the_card_and_the_progress(logged_in: Clie
     [
         ({"evaluator": "Tone", "score": "1.5"}, "from 0 to 1"),
         ({"evaluator": "Tone", "score": "lots"}, "must be a number from 0 to 1"),
+        ({"evaluator": "Tone", "score": "inf"}, "must be a number from 0 to 1"),
+        ({"evaluator": "Tone", "label": "fail", "score": "-0,5"}, "from 0 to 1 (got -0.5)"),
         ({"evaluator": "Tone", "label": "maybe"}, "The label must be"),
         ({"evaluator": "Tone", "comment": "Why?"}, "Mark pass or fail"),
         ({"evaluator": "Tone", "label": "pass", "comment": "x" * 5000}, "longer than 4,000 characters"),

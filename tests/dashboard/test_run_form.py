@@ -204,7 +204,7 @@ def test_the_judge_page_marks_standard_and_custom_inputs_and_offers_single_evalu
     logged_in: Client, judges: dict[str, Judge]
 ) -> None:
     judge = judges[RAG_JUDGE]
-    # A known version: the page shows the stored judge instead of fetching its detail again.
+    # The page shows the judge as stored (it never fetches it while rendering): these edits show.
     judge.inputs = {**judge.inputs, "product_name": {"type": "string"}}
     judge.version_id = "0b0e8a3e-2c58-4f57-8f36-3c8ac4a30c0d"
     judge.save()

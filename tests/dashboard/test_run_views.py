@@ -171,8 +171,15 @@ def test_cancel_and_retry_from_the_run_page(
     logged_in: Client, judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
 ) -> None:
     run = run_create(dataset=make_dataset(30), judge=judges[SUPPORT_JUDGE])
+    # The button asks what the page then says: one sentence for what a cancel does.
+    effect = "Items not yet sent are cancelled; batches already sent are still collected."
+    assert (
+        f'data-confirm="Stop sending this run? {effect}"'
+        in logged_in.get(f"/runs/{run.pk}/").content.decode()
+    )
     response = logged_in.post(f"/runs/{run.pk}/cancel/")
     assert response.status_code == 302
+    assert f"Cancelled. {effect}" in logged_in.get(response["Location"]).content.decode()
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.cancelled_count == 30
     page = logged_in.get(f"/runs/{run.pk}/").content.decode()
@@ -448,3 +455,14 @@ def test_delete_several_runs_at_once_from_the_list(
     assert list(Run.objects.values_list("name", flat=True)) == ["run 1"]
     nothing = logged_in.get("/runs/delete/", follow=True).content.decode()
     assert "Choose at least one run to delete" in nothing
+
+
+def test_each_run_page_takes_only_the_methods_it_serves(
+    logged_in: Client, judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    run = run_create(dataset=make_dataset(3), judge=judges[SUPPORT_JUDGE])
+    for url in ("/", "/runs/", f"/runs/{run.pk}/", f"/runs/{run.pk}/live/"):
+        assert logged_in.post(url).status_code == 405, url
+    for url in ("/runs/new/", f"/runs/{run.pk}/retry/", f"/runs/{run.pk}/delete/", "/runs/delete/"):
+        assert logged_in.put(url).status_code == 405, url
+    assert Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).exists()

@@ -14,13 +14,21 @@ from django.test import Client
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 
+# This test run's own configuration, kept out of the processes these tests start. The browser tests'
+# DJANGO_ALLOW_ASYNC_UNSAFE must not leak into a deployment check.
+CLEARED = (
+    "DOCKET_",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "SECRET_KEY",
+    "SCORABLE_",
+    "OFFLINE_JUDGE_",
+)
+
+
 def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE must not leak into a deployment check.
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DOCKET_", "DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"))
-    }
+    base = {key: value for key, value in os.environ.items() if not key.startswith(CLEARED)}
     return subprocess.run(
         [sys.executable, MANAGE, *args], env={**base, **env}, capture_output=True, text=True, timeout=120
     )
@@ -76,9 +84,12 @@ SHOW_MODE = (
 
 
 def test_make_run_defaults_to_debug_off_with_a_kept_secret_key_on_localhost(tmp_path: Path) -> None:
-    first = run_manage("shell", "--no-imports", "-c", SHOW_MODE, env={"DOCKET_VAR_DIR": str(tmp_path)})
+    env = {"DOCKET_VAR_DIR": str(tmp_path)}
+    assert run_manage("ensure_var", env=env).returncode == 0  # what `make run` does before it starts Docket
+    first = run_manage("shell", "--no-imports", "-c", SHOW_MODE + "; print(s.SECRET_KEY)", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split() == [
+    *mode, secret_key = first.stdout.split()
+    assert mode == [
         "False",
         "False",
         "['127.0.0.1',",
@@ -88,11 +99,54 @@ def test_make_run_defaults_to_debug_off_with_a_kept_secret_key_on_localhost(tmp_
         "True",
         "False",
     ]
-    key = (tmp_path / "secret-key").read_text()
-    run_manage("check", env={"DOCKET_VAR_DIR": str(tmp_path)})
-    assert (tmp_path / "secret-key").read_text() == key, (
-        "the generated key is kept, so sessions survive a restart"
+    # Kept in var/ (tests/dashboard/test_ensure_var.py: never replaced), so sessions survive a restart.
+    assert secret_key == (tmp_path / "secret-key").read_text().strip()
+
+
+IMPORT_SETTINGS = "import dashboard.settings as s; print(s.SECRET_KEY != '', s.OFFLINE_JUDGE_API_KEY != '')"
+
+
+def import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {key: value for key, value in os.environ.items() if not key.startswith(CLEARED)}
+    return subprocess.run(
+        [sys.executable, "-c", IMPORT_SETTINGS],
+        cwd=settings.BASE_DIR,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+
+
+def test_importing_the_settings_writes_nothing(tmp_path: Path) -> None:
+    # mypy's Django plugin, pytest and every worker import the settings: none of them may make files.
+    missing = tmp_path / "var"
+    result = import_settings({"DOCKET_VAR_DIR": str(missing)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"], "keys of its own until ensure_var has made them"
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert import_settings({"DOCKET_VAR_DIR": str(empty)}).returncode == 0
+    assert list(empty.iterdir()) == []
+
+
+def test_a_command_on_a_fresh_checkout_makes_folders_but_no_key(tmp_path: Path) -> None:
+    var_dir = tmp_path / "var"
+    result = run_manage("check", env={"DOCKET_VAR_DIR": str(var_dir)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    # The SQLite database goes in var/; Django's checks want the uploads folder to exist.
+    assert sorted(path.name for path in var_dir.iterdir()) == ["uploads"]
+
+
+def test_no_offline_judge_key_is_generated_when_scorable_is_the_judge(tmp_path: Path) -> None:
+    scorable = {"DOCKET_VAR_DIR": str(tmp_path), "SCORABLE_API_KEY": "sk-test"}
+    assert run_manage("ensure_var", env=scorable).returncode == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["secret-key", "uploads"]
+    assert import_settings(scorable).stdout.split() == ["True", "False"], "the offline judge is not served"
+    served = import_settings({**scorable, "OFFLINE_JUDGE_ENABLED": "1"})
+    assert served.stdout.split() == ["True", "True"], "served anyway when asked for, so it needs its key"
 
 
 def test_debug_pages_only_when_asked_for(tmp_path: Path) -> None:

@@ -145,6 +145,20 @@ def test_unknown_field_in_mapping_is_a_message_not_a_500(logged_in: Client) -> N
     assert "Unknown field &#x27;nonsense&#x27;." in response.content.decode()
 
 
+def test_a_mapping_changed_from_htmx_gets_the_workspace_back_with_what_went_wrong(logged_in: Client) -> None:
+    upload = upload_of(logged_in, "qa.csv")
+    htmx = {"HX-Request": "true", "HX-Target": "upload-workspace"}
+    response = logged_in.post(
+        reverse("dataset_upload_mapping", args=[upload.pk]), {"map-0": "nonsense"}, follow=True, headers=htmx
+    )
+    workspace = response.content.decode()
+    assert workspace.lstrip().startswith('<div id="upload-workspace"') and "<html" not in workspace
+    assert "Unknown field &#x27;nonsense&#x27;." in workspace and 'id="check-report"' in workspace
+    # Said once: the next full page does not repeat it.
+    page = logged_in.get(reverse("dataset_upload_detail", args=[upload.pk])).content.decode()
+    assert "Unknown field" not in page and 'id="upload-workspace"' in page and "<html" in page
+
+
 def test_read_options_change_the_delimiter(logged_in: Client) -> None:
     upload = upload_of(logged_in, "unmapped_semicolon.csv")
     logged_in.post(
@@ -222,13 +236,16 @@ def test_background_check_report_polls_until_done(logged_in: Client, settings: S
     settings.DOCKET_INLINE_IMPORT_MAX_BYTES = 10
     with mock.patch("django_q.tasks.async_task"):
         upload = upload_of(logged_in, "qa.csv")
-    url = reverse("dataset_upload_report", args=[upload.pk])
-    fragment = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert 'hx-trigger="every 1s"' in fragment and "Checking every row" in fragment
+    # The report polls the upload page, which answers a poll (htmx, aimed at the report) with it alone.
+    url = reverse("dataset_upload_detail", args=[upload.pk])
+    poll = {"HX-Request": "true", "HX-Target": "check-report"}
+    fragment = logged_in.get(url, headers=poll).content.decode()
+    assert f'hx-get="{url}" hx-trigger="every 1s"' in fragment and "Checking every row" in fragment
+    assert fragment.lstrip().startswith('<section class="card" id="check-report"')
     from evals import tasks
 
     tasks.upload_validate(str(upload.pk))
-    fragment = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+    fragment = logged_in.get(url, headers=poll).content.decode()
     assert "hx-trigger" not in fragment and "Import 3 rows" in fragment
 
 
@@ -325,7 +342,8 @@ def test_rows_committed_midway_through_an_import_are_shown_and_used_nowhere(logg
     from evals import tasks
     from evals.models import Example, Judge
     from evals.services import dataset_rows, uploads
-    from evals.services.runs import RunError, run_create
+    from evals.services.run_options import RunError
+    from evals.services.runs import run_create
 
     judge = Judge.objects.create(api_url="http://judge", remote_id="j1", source="offline", name="J")
     with mock.patch("django_q.tasks.async_task"):

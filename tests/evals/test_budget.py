@@ -11,13 +11,13 @@ import pytest
 
 from evals.client import JudgeAPI
 from evals.models import BackoffKind, Dataset, Item, Judge, RemoteBatch, Run
+from evals.money import format_cost
 from evals.pump import Pump, pump, pump_has_work
 from evals.services.costs import (
     Budget,
     CostError,
     budget_allows,
     cost_per_item_estimate,
-    format_cost,
     judge_cost_per_item_estimate,
     run_budget_raise,
 )

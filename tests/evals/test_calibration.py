@@ -11,18 +11,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from evals.models import Review
-from evals.services.calibration import (
-    CalibrationError,
+from evals.services.agreement import (
     Confusion,
     accuracy,
     average_ranks,
-    calibration_cell_items,
-    calibration_report,
     cohen_kappa,
     fleiss_kappa,
     kappa_reading,
     spearman,
 )
+from evals.services.calibration import CalibrationError, calibration_cell_items, calibration_report
 from evals.services.reviews import review_save
 from tests.factories import (
     NAME,

@@ -14,14 +14,8 @@ import pytest
 from django.utils import timezone
 
 from evals.models import Example, Judge, Run
-from evals.selectors.compare import (
-    CompareError,
-    change_of,
-    comparison_as_dict,
-    runs_compare,
-    runs_compare_items,
-    word_diff,
-)
+from evals.selectors.compare import CompareError, change_of, comparison_as_dict, runs_compare
+from evals.selectors.compare_items import runs_compare_items, word_diff
 from evals.selectors.export import export_stream
 from evals.selectors.results import ResultsQuery
 from evals.services.datasets import dataset_import_file

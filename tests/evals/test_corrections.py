@@ -14,10 +14,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import QueryDict
 
 from evals.models import Item, Review, Run
-from evals.selectors.compare import comparison_as_dict, runs_compare, runs_compare_items
+from evals.selectors.compare import comparison_as_dict, runs_compare
+from evals.selectors.compare_items import runs_compare_items
 from evals.selectors.export import export_filename, export_headers, export_stream
-from evals.selectors.results import ResultsQuery, Visibility
+from evals.selectors.results import ResultsQuery
 from evals.selectors.stats import run_statistics
+from evals.selectors.visibility import Visibility
 from evals.services.reviews import review_save
 from tests.factories import build_run
 

@@ -20,9 +20,10 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import BackoffKind, Dataset, Item, Judge, Run
 from evals.selectors.compare import comparison_as_dict, runs_compare
+from evals.selectors.costs import run_cost
 from evals.selectors.export import export_stream
 from evals.selectors.results import ResultsQuery
-from evals.selectors.stats import run_cost, run_statistics
+from evals.selectors.stats import run_statistics
 from evals.services.sharing import share_link_create
 from tests.conftest import SUPPORT_JUDGE
 from tests.factories import build_run

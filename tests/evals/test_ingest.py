@@ -13,7 +13,7 @@ import pytest
 
 from evals import ingest
 from evals.ingest import IngestError, ReadSpec
-from evals.ingest.readers import iter_json_array
+from evals.ingest.json_rows import iter_json_array
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:

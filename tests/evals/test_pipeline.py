@@ -18,13 +18,9 @@ from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError
 from evals.models import Dataset, Item, Judge, JudgeApiEvent, RemoteBatch, Run, Score
 from evals.pump import pump
 from evals.selectors.runs import run_items_merged
-from evals.services.runs import (
-    RunError,
-    run_cancel,
-    run_create,
-    run_preflight,
-    run_retry_failed,
-)
+from evals.services.retry import run_retry_failed
+from evals.services.run_options import RunError, run_preflight
+from evals.services.runs import run_cancel, run_create
 from tests.conftest import QA_JUDGE, RAG_JUDGE, SUPPORT_JUDGE
 from tests.factories import assert_counts_match_items, judge_batches_by_tag, pump_until_finished
 

@@ -35,7 +35,8 @@ from evals.models import (
 from evals.pump import pump
 from evals.services import retention
 from evals.services.retention import dataset_delete_with_runs, purge_older_than, run_delete
-from evals.services.runs import run_create, run_retry_failed
+from evals.services.retry import run_retry_failed
+from evals.services.runs import run_create
 from evals.services.sharing import share_link_create
 from tests.conftest import SUPPORT_JUDGE
 

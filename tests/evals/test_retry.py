@@ -12,8 +12,10 @@ from django.test import Client
 from django.utils import timezone
 
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run
-from evals.services import runs as runs_service
-from evals.services.runs import RunError, run_create, run_retry, run_retry_failed, run_retry_plan
+from evals.services import retry as retry_service
+from evals.services.retry import run_retry, run_retry_failed, run_retry_plan
+from evals.services.run_options import RunError
+from evals.services.runs import run_create
 from tests.conftest import RAG_JUDGE, SUPPORT_JUDGE
 
 
@@ -128,7 +130,7 @@ def test_a_request_that_loses_the_insert_race_returns_the_winners_retry(
     judges: dict[str, Judge], make_dataset: Callable[..., Dataset], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = settle(run_create(dataset=make_dataset(10), judge=judges[SUPPORT_JUDGE]), failed=[0, 1])
-    real_create = runs_service.run_create
+    real_create = retry_service.run_create
     winners: list[Run] = []
 
     def another_request_commits_first(**kwargs: Any) -> Run:
@@ -136,7 +138,7 @@ def test_a_request_that_loses_the_insert_race_returns_the_winners_retry(
         winners.append(real_create(**kwargs))
         return real_create(**kwargs)
 
-    monkeypatch.setattr(runs_service, "run_create", another_request_commits_first)
+    monkeypatch.setattr(retry_service, "run_create", another_request_commits_first)
     assert run_retry(run=run) == (winners[0], False)
     assert Run.objects.filter(retry_of=run).count() == 1
 
@@ -215,13 +217,13 @@ def test_two_simultaneous_retry_posts_make_one_retry_run(
     user = django_user_model.objects.create_user(username="ada", password="a-long-test-password")
     # Both requests pass every check before either inserts: only the database can then tell them apart.
     both_checked = threading.Barrier(2, timeout=30)
-    real_create = runs_service.run_create
+    real_create = retry_service.run_create
 
     def create_after_both_checked(**kwargs: Any) -> Run:
         both_checked.wait()
         return real_create(**kwargs)
 
-    monkeypatch.setattr(runs_service, "run_create", create_after_both_checked)
+    monkeypatch.setattr(retry_service, "run_create", create_after_both_checked)
     locations: list[str] = []
     errors: list[BaseException] = []
 

@@ -9,15 +9,9 @@ import pytest
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from evals.models import Dataset, Example, Judge, Run, Score
-from evals.services.runs import (
-    RunError,
-    custom_inputs,
-    evaluator_set,
-    judge_inputs,
-    run_create,
-    run_preflight,
-    run_retry,
-)
+from evals.services.retry import run_retry
+from evals.services.run_options import RunError, custom_inputs, evaluator_set, judge_inputs, run_preflight
+from evals.services.runs import run_create
 from tests.conftest import RAG_JUDGE, SUPPORT_JUDGE
 from tests.factories import build_run, make_judge, pump_until_finished
 

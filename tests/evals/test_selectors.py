@@ -8,15 +8,14 @@ from django.http import QueryDict
 from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
 from evals.selectors.results import (
     ResultsQuery,
-    Visibility,
     items_with_details,
-    mask_ids,
     metadata_values,
     results_count,
     results_iter,
     results_neighbours,
     results_page,
 )
+from evals.selectors.visibility import Visibility, mask_ids
 
 LOCALES = ["en", "de", "fr"]
 

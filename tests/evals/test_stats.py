@@ -7,14 +7,8 @@ import pytest
 from django.http import QueryDict
 
 from evals.models import Item
-from evals.selectors.stats import (
-    incomplete_beta,
-    mean_interval,
-    mean_interval_of,
-    run_statistics,
-    t_quantile,
-    thresholds_from_params,
-)
+from evals.selectors.stats import run_statistics, thresholds_from_params
+from evals.services.intervals import incomplete_beta, mean_interval, mean_interval_of, t_quantile
 from tests.factories import build_run
 
 

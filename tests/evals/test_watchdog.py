@@ -32,7 +32,7 @@ def test_the_watchdog_schedule_exists_after_migrate_and_is_never_duplicated() ->
 def wakes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     """Pumps the watchdog asked for (counted at the call, whichever broker is configured)."""
     calls: list[None] = []
-    monkeypatch.setattr("evals.services.runs.wake_pump", lambda: calls.append(None))
+    monkeypatch.setattr("evals.tasks.wake_pump", lambda: calls.append(None))
     return calls
 
 

@@ -23,7 +23,7 @@ from evals.services.judges import judges_sync
 from evals.services.runs import run_create
 from tests.factories import start_worker, stop
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.qcluster, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

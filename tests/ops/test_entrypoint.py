@@ -194,6 +194,8 @@ def test_a_worker_waits_for_migrations_then_runs_qcluster_until_sigterm(tmp_path
         # A fresh database: the worker must not start qcluster on it, nor migrate it itself.
         wait_for_log(log, r"waiting for migrations", worker, seconds=60)
         assert worker.poll() is None
+        # Made before qcluster starts, so that the worker and the web role share the offline judge's key.
+        assert (tmp_path / "var" / "offline-judge-api-key").read_text().strip()
 
         migrate = subprocess.run(
             [sys.executable, MANAGE, "start", "migrate"], env=env, capture_output=True, text=True, timeout=120

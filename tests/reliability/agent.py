@@ -92,7 +92,7 @@ def create_run(dataset_id: int, judge_name: str, batch_size: int = 100, name: st
 
 
 def wake(times: int = 1) -> int:
-    from evals.services.runs import wake_pump
+    from evals.tasks import wake_pump
 
     for _ in range(times):
         wake_pump()

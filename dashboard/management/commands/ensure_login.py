@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 PASSWORD_FILE = "admin-password.txt"
@@ -17,6 +18,9 @@ class Command(BaseCommand):
     help = "Create or update the login named by DOCKET_ADMIN_USER/DOCKET_ADMIN_PASSWORD, or generate one."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # var/ for the password file, and the secret key that signs the login's session (`make run`
+        # starts its web server and worker after this).
+        call_command("ensure_var", stdout=self.stdout)
         User = get_user_model()
         username = os.environ.get("DOCKET_ADMIN_USER", "").strip()
         password = os.environ.get("DOCKET_ADMIN_PASSWORD", "")

@@ -10,13 +10,12 @@ name. Standard output unless --output is given; bad input is a CommandError (one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.http import row_number
+from dashboard.management.output import OutputError, chunks_write
 from evals.models import Run
 from evals.services.calibration_set import (
     FORMATS,
@@ -59,17 +58,12 @@ class Command(BaseCommand):
             known = ", ".join(reviewed_evaluators(runs)) or "none"
             raise _invalid(f'{what} has no evaluator "{evaluator}"; its evaluators: {known}.')
         chunks = calibration_set_stream(runs=runs, fmt=fmt, evaluator=evaluator)
-        output = options["output"]
-        if not output:
-            self._write(chunks, self.stdout)
-            return
-        path = Path(output)
         try:
-            handle = path.open("w", encoding="utf-8", newline="")
-        except OSError as error:
-            raise _invalid(f"{path}: cannot write there ({error.strerror or error}).") from error
-        with handle:
-            self._write(chunks, handle)
+            path = chunks_write(chunks, output=options["output"], stdout=self.stdout)
+        except OutputError as error:
+            raise _invalid(str(error)) from error
+        if path is None:
+            return
         records = calibration_set_size(runs=runs, evaluator=evaluator)
         self.stderr.write(f"{what}: {records:,} reviewed scores written to {path} ({fmt}).")
 
@@ -89,15 +83,6 @@ class Command(BaseCommand):
             raise _invalid(str(error)) from error
         runs = judge_runs(judge)
         return runs, f"{judge.name} ({len(runs)} reviewed run{'s' if len(runs) != 1 else ''})"
-
-    def _write(self, chunks: Iterator[str], stream: OutputWrapper | TextIO) -> None:
-        for chunk in chunks:
-            if isinstance(stream, OutputWrapper):
-                # OutputWrapper adds a newline to every write unless told otherwise.
-                stream.write(chunk, ending="")
-            else:
-                stream.write(chunk)
-        stream.flush()
 
 
 def _invalid(message: str) -> CommandError:

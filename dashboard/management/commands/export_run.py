@@ -9,13 +9,12 @@ on standard error and exit status 2.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
-from django.core.management.base import BaseCommand, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandParser
 from django.http import QueryDict
 
+from dashboard.management.output import OutputError, chunks_write
 from evals.models import Run
 from evals.selectors.export import FORMATS, export_stream
 from evals.selectors.results import ResultsQuery
@@ -47,27 +46,13 @@ class Command(BaseCommand):
             self._fail(f"There is no run {raw_id}.")
         query = ResultsQuery.from_params(QueryDict("sort=position"), run=run)
         chunks = export_stream(run, query, fmt=fmt, corrected=options["corrected"])
-        output = options["output"]
-        if not output:
-            self._write(chunks, self.stdout)
-            return
-        path = Path(output)
         try:
-            handle = path.open("w", encoding="utf-8", newline="")
-        except OSError as error:
-            self._fail(f"{path}: cannot write there ({error.strerror or error}).")
-        with handle:
-            self._write(chunks, handle)
+            path = chunks_write(chunks, output=options["output"], stdout=self.stdout)
+        except OutputError as error:
+            self._fail(str(error))
+        if path is None:
+            return
         self.stderr.write(f"Run {run.pk}: {run.total_count:,} items written to {path} ({fmt}).")
-
-    def _write(self, chunks: Iterator[str], stream: OutputWrapper | TextIO) -> None:
-        for chunk in chunks:
-            if isinstance(stream, OutputWrapper):
-                # OutputWrapper adds a newline to every write unless told otherwise.
-                stream.write(chunk, ending="")
-            else:
-                stream.write(chunk)
-        stream.flush()
 
     def _fail(self, message: str) -> NoReturn:
         self.stderr.write(message)

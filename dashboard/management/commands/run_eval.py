@@ -18,11 +18,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from evals.client import JudgeAPI, JudgeError, Patience
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
+from evals.money import format_cost
 from evals.pump import pump, pump_alive
-from evals.selectors.stats import run_cost, run_waits_for_cap
-from evals.services.costs import format_cost
+from evals.selectors.costs import run_cost, run_waits_for_cap
 from evals.services.judges import JudgeLookupError, judge_find, judge_refresh
-from evals.services.runs import RunError, run_create, run_retry, run_retry_plan
+from evals.services.retry import run_retry, run_retry_plan
+from evals.services.run_options import RunError
+from evals.services.runs import run_create
 from evals.services.thresholds import run_thresholds_learn
 
 PROGRESS_EVERY = 5.0
@@ -224,7 +226,11 @@ class Command(BaseCommand):
         for name, mean, n in run.evaluator_means:
             summary = run.score_summary.get(name) or {}
             value, source = run.threshold_for(name, override=threshold)
-            passed = Score.objects.filter(run=run, evaluator_name=name, score__gte=value).count()
+            passed = (
+                Score.objects.filter(run=run, evaluator_name=name)
+                .filter(run.passing(name, override=threshold))
+                .count()
+            )
             share = f"{100 * passed / n:.0f}%" if n else "-"
             mean_text = f"{mean:.3f}" if mean is not None else "-"
             low = f"{summary['min']:.3f}" if n else "-"

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 
@@ -23,6 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default=f"127.0.0.1:{settings.DOCKET_PORT}")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Before either process starts, so that both read the same keys.
+        call_command("ensure_var", stdout=self.stdout)
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {

@@ -2,7 +2,8 @@
 
 `manage.py start [web|worker|migrate]` (or DOCKET_ROLE) prepares what the role needs and then
 replaces itself (exec) with the long-running process, so signals from Docker, systemd or a shell
-reach gunicorn or qcluster directly and nothing sits in between:
+reach gunicorn or qcluster directly and nothing sits in between. Every role first makes DOCKET_VAR_DIR
+and the keys Docket generates (`manage.py ensure_var`), then:
 
 - web: waits for the database, migrates under a lock, makes sure someone can log in, collects
   static files if they were not collected at build time (production only), then execs gunicorn.
@@ -59,6 +60,9 @@ class Command(BaseCommand):
         if role not in ROLES:
             raise CommandError(f"Unknown role {role!r}: DOCKET_ROLE must be one of {', '.join(ROLES)}.")
         deadline = time.monotonic() + options["timeout"]
+        # First: SQLite's database and the migration lock live in var/, and the process this one becomes
+        # reads the keys that web and workers share.
+        call_command("ensure_var", stdout=self.stdout)
         connection = connections[DEFAULT_DB_ALIAS]
         self.log(f"role {role}; database {connection.vendor}, broker {settings.DOCKET_BROKER}")
         self.wait_for_database(connection, deadline)
