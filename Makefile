@@ -45,8 +45,12 @@ fmt: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(VENV)/bin/mypy .
 
+# One pytest-xdist worker per core, each with its own test database, live server and Chromium. The slow
+# tests start first (tests/conftest.py), and a worker that runs out takes tests queued on a busy one.
+PYTEST_WORKERS ?= auto
+
 pytest: $(VENV)/.dev-installed
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,7 @@ folder, then runs three child processes on it, one after the other:
   of at most 5,000 rows). "import" below is the last step, from confirming to a ready dataset.
 - floor: Python's csv reader plus one sqlite3 executemany, in one transaction, of the same rows into a
   same-shaped table: evals_example's own CREATE statements copied from Docket's database (columns,
-  CHECKs, UNIQUE, indexes), each row with a 64-hex content hash so the content_hash index does the
+  CHECKs, UNIQUE, indexes), each row with a 64-hex hash as its input_key so that index does the
   same work as in Docket. Same pragmas as Docket (WAL, synchronous=NORMAL).
 - bare floor: the same, into a table with the same columns and no index, constraint or hash; printed
   for reference only.
@@ -132,8 +132,8 @@ def child_floor(csv_path: Path, work: Path, *, bare: bool = False) -> dict[str, 
     """csv reader + one executemany in one transaction.
 
     The floor proper writes into a table of the same shape as Docket's (the CREATE statements of
-    evals_example: columns, CHECKs, UNIQUE and indexes) the same rows, including a 64-hex content hash
-    per row (SHA-256 of the response cell) so the content_hash index does the same work. The bare floor
+    evals_example: columns, CHECKs, UNIQUE and indexes) the same rows, including a 64-hex input_key per
+    row (SHA-256 of the request cell) so the input_key index does the same work. The bare floor
     (bare=True) writes the same columns into a table with no index, constraint or hash, for reference.
     """
     database = work / ("bare.sqlite3" if bare else "floor.sqlite3")
@@ -145,7 +145,8 @@ def child_floor(csv_path: Path, work: Path, *, bare: bool = False) -> dict[str, 
             "CREATE TABLE evals_example (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset_id INTEGER NOT NULL, "
             "position INTEGER NOT NULL, source_line INTEGER NOT NULL, request TEXT NOT NULL, "
             "response TEXT NOT NULL, contexts TEXT NOT NULL, expected_output TEXT NOT NULL, turns TEXT NULL, "
-            "system_prompt TEXT NOT NULL, metadata TEXT NOT NULL, content_hash VARCHAR(64) NOT NULL)"
+            "system_prompt TEXT NOT NULL, metadata TEXT NOT NULL, input_key VARCHAR(80) NOT NULL, "
+            "user_id VARCHAR(255) NOT NULL, session_id VARCHAR(255) NOT NULL)"
         )
     else:
         for statement in example_schema(work):
@@ -168,14 +169,17 @@ def child_floor(csv_path: Path, work: Path, *, bare: bool = False) -> dict[str, 
                 None,
                 "",
                 f'{{"id": "{row[0]}", "category": "{row[5]}"}}',
-                "" if bare else sha256(row[2].encode()).hexdigest(),
+                "" if bare else sha256(row[1].encode()).hexdigest(),
+                "",
+                "",
             )
             for position, row in enumerate(reader)
         )
         connection.execute("BEGIN")
         connection.executemany(
             "INSERT INTO evals_example (dataset_id, position, source_line, request, response, contexts, "
-            "expected_output, turns, system_prompt, metadata, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "expected_output, turns, system_prompt, metadata, input_key, user_id, session_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
         connection.execute("COMMIT")
@@ -197,6 +201,9 @@ def child_docket(csv_path: Path, work: Path) -> dict[str, float]:
 
     from django.core.management import call_command
 
+    from dashboard.management.commands.ensure_var import var_folders
+
+    var_folders()  # what manage.py does before any command: SQLite's database goes in var/
     from evals import tasks
     from evals.models import Dataset, Upload
     from evals.services import uploads

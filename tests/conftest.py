@@ -19,9 +19,14 @@ from django.db import close_old_connections
 from django.test import Client
 from pytest_django.fixtures import Settings as SettingsWrapper
 
+from dashboard.management.commands.ensure_var import var_folders
 from evals import client
 from evals.models import Dataset, Example, Judge
 from evals.services.judges import judges_sync
+
+# The SQLite test database is a file under var/, which importing the settings no longer makes; manage.py
+# makes it for every command, this for pytest.
+var_folders()
 
 # Passwords hashed for tests need no strength: MD5 takes microseconds where PBKDF2's million rounds take
 # about half a second per hash (every create_user and every password login). PBKDF2 stays second, so
@@ -31,6 +36,34 @@ settings.PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
     *[name for name in settings.PASSWORD_HASHERS if not name.endswith("MD5PasswordHasher")],
 ]
+
+
+# A live server answers from the database whatever the test itself asks for.
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers set here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test with database access is marked `backend`, and the tests marked slow go first.
+
+    `backend`: CI runs the suite once on SQLite, then only these again on PostgreSQL and Redis (`-m
+    backend`); a test without the database has nothing there that could change its outcome.
+
+    Slow first: pytest-xdist hands tests out in collection order, so a minute-long test collected last
+    would run alone on one worker while the others sit idle. Started first, the long ones overlap the
+    short ones. The sort is stable: the rest keep their order.
+    """
+    for item in items:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.backend)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 JUDGE_URL = "http://127.0.0.1:8000/judge-api"
 SUPPORT_JUDGE = "Support assistant safety"
