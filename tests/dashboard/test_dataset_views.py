@@ -212,3 +212,29 @@ def test_json_contexts_round_trip_through_the_page(logged_in: Client) -> None:
     dataset = make_dataset(1)
     example = dataset.examples.get()
     assert json.loads(json.dumps(example.contexts)) == ["context 0"]
+
+
+NO_INPUTS: dict[str, Any] = {"contexts": None, "expected_output": "", "turns": None, "system_prompt": ""}
+
+
+def test_row_view_names_what_compare_pairs_the_row_by(logged_in: Client) -> None:
+    dataset = make_dataset(0)
+    keyed = Example.objects.create(
+        dataset=dataset,
+        position=0,
+        request="Q",
+        response="A",
+        input_key=Example.make_input_key(key="case-7", **NO_INPUTS, request="Q"),
+    )
+    hashed = Example.objects.create(
+        dataset=dataset,
+        position=1,
+        request="Q2",
+        response="A2",
+        input_key=Example.make_input_key(**NO_INPUTS, request="Q2"),
+    )
+    Dataset.objects.filter(pk=dataset.pk).update(row_count=2)
+    html = logged_in.get(reverse("dataset_row", args=[dataset.pk, keyed.position])).content.decode()
+    assert "Key <code>case-7</code>" in html
+    html = logged_in.get(reverse("dataset_row", args=[dataset.pk, hashed.position])).content.decode()
+    assert f"Pairing hash <code>{hashed.input_key[2:18]}</code>" in html
