@@ -28,6 +28,7 @@ $(VENV)/.dev-installed: pyproject.toml client/pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	$(PY) manage.py ensure_var
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py ensure_login
 	$(PY) manage.py serve

@@ -59,3 +59,13 @@ def test_ensure_login_makes_the_keys_before_make_run_starts_docket(var_dir: Path
         "secret-key",
         "uploads",
     ]
+
+
+def test_the_system_checks_warn_until_the_keys_are_kept_in_var(var_dir: Path) -> None:
+    from dashboard.apps import generated_keys_check
+
+    warnings = generated_keys_check()
+    assert [warning.id for warning in warnings] == ["docket.W001"]
+    assert "secret-key, offline-judge-api-key" in warnings[0].msg and "ensure_var" in str(warnings[0].hint)
+    call_command("ensure_var", stdout=io.StringIO())
+    assert generated_keys_check() == []

@@ -416,7 +416,7 @@ class Stack:
     # --- Docket ---------------------------------------------------------------------------------------
 
     def provision(self, **settings: str) -> None:
-        """Docket's database and broker for this test, its environment, and `migrate`."""
+        """Docket's database and broker for this test, its environment, `migrate` and `ensure_var`."""
         assert self.judge_url, "start the judge first"
         env = {
             **base_env(),
@@ -435,6 +435,8 @@ class Stack:
         env.update(settings)
         self.env = env
         self._manage("migrate", "--noinput", "-v0", env=env, name="docket-migrate")
+        # The keys web and workers share (secret key): made once here, as make run and the container do.
+        self._manage("ensure_var", env=env, name="docket-var")
 
     def start_worker(self, name: str = "worker") -> Proc:
         return self._start(name, ["qcluster"])
