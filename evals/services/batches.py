@@ -29,7 +29,8 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from evals.client import Batch, ExecutionLogRow, JudgeError
-from evals.models import BackoffKind, Item, RemoteBatch, Run, Score
+from evals.models import BackoffKind, Item, RemoteBatch, Run
+from evals.services.bulk_writes import NewScore, items_update, scores_insert
 from evals.services.runs import bump_change_seq, run_finish_if_done
 
 REMOTE_TO_ITEM = {
@@ -53,6 +54,8 @@ QUOTA_RETRY_SECONDS = 300.0
 # A batch is split at most this many times to cut out rows the judge refuses.
 MAX_SPLITS = 3
 ITEM_FIELDS = ["status", "error_message", "execution_log_id", "started_at", "completed_at", "change_seq"]
+# What a poll reads of its batch's items: the fields it may change and what it needs to decide.
+POLLED_FIELDS = ["index_in_batch", "run_id", *ITEM_FIELDS]
 BAD_ROW = re.compile(r"inputs\[(\d+)\]")
 
 
@@ -192,7 +195,7 @@ def batch_polled(
                 message = f'The judge returned status "{remote.status[:40]}" for this batch, which Docket does not know.'
                 batch_fail(batch_id=batch_id, run_id=run_id, owner=owner, message=message)
                 return Polled(applied=True)
-        items = {item.index_in_batch: item for item in Item.objects.filter(batch=batch)}
+        items = {item.index_in_batch: item for item in Item.objects.filter(batch=batch).only(*POLLED_FIELDS)}
         changed, scores, completed, failed = _changed_items(items, remote, now=now)
         # The run's first completed items: time to learn its thresholds from one of their logs.
         learn = completed > 0 and run.completed_count == 0 and run.thresholds_learned_at is None
@@ -215,8 +218,8 @@ def batch_polled(
             seq = bump_change_seq(run_id)
             for item in changed:
                 item.change_seq = seq
-            Item.objects.bulk_update(changed, ITEM_FIELDS)
-            Score.objects.bulk_create(scores, ignore_conflicts=True)
+            items_update(changed, ITEM_FIELDS)
+            scores_insert(scores)
             Run.objects.filter(pk=run_id).update(
                 completed_count=F("completed_count") + completed, failed_count=F("failed_count") + failed
             )
@@ -232,9 +235,9 @@ def batch_polled(
 
 def _changed_items(
     items: dict[int, Item], remote: Batch, *, now: datetime
-) -> tuple[list[Item], list[Score], int, int]:
+) -> tuple[list[Item], list[NewScore], int, int]:
     changed: list[Item] = []
-    scores: list[Score] = []
+    scores: list[NewScore] = []
     completed = failed = 0
     for remote_item in remote.items:
         item = items.get(remote_item.index)
@@ -541,7 +544,8 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
                 children.setdefault(log.parent_execution_log_id, []).append(log)
         costed: list[Item] = []
         by_evaluator: dict[str, float] = {}
-        for item in Item.objects.filter(batch_id=batch_id, cost__isnull=True).exclude(execution_log_id=""):
+        uncosted = Item.objects.filter(batch_id=batch_id, cost__isnull=True).exclude(execution_log_id="")
+        for item in uncosted.only("execution_log_id", "cost", "evaluator_costs", "change_seq"):
             evaluator_costs = named_costs(children.get(item.execution_log_id, []))
             own = by_id.get(item.execution_log_id)
             cost = own.cost if own is not None else None
@@ -560,7 +564,7 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
             seq = bump_change_seq(run_id)
             for item in costed:
                 item.change_seq = seq
-            Item.objects.bulk_update(costed, ["cost", "evaluator_costs", "change_seq"])
+            items_update(costed, ["cost", "evaluator_costs", "change_seq"])
             run = Run.objects.only("cost_by_evaluator").get(pk=run_id)
             merged = dict(run.cost_by_evaluator)
             for name, value in by_evaluator.items():
@@ -697,7 +701,7 @@ def creates_paused_until(now: datetime) -> datetime | None:
 # --- Scores -------------------------------------------------------------------------------------------
 
 
-def scores_for(item: Item, results: Any) -> list[Score]:
+def scores_for(item: Item, results: Any) -> list[NewScore]:
     scores = []
     names: set[str] = set()
     for result in results:
@@ -708,8 +712,8 @@ def scores_for(item: Item, results: Any) -> list[Score]:
             suffix += 1
         names.add(name)
         scores.append(
-            Score(
-                item=item,
+            NewScore(
+                item_id=item.pk,
                 run_id=item.run_id,
                 evaluator_name=name[:512],
                 evaluator_id=result.evaluator_id[:64],
@@ -721,7 +725,7 @@ def scores_for(item: Item, results: Any) -> list[Score]:
     return scores
 
 
-def _add_to_summary(run_id: int, scores: list[Score]) -> None:
+def _add_to_summary(run_id: int, scores: list[NewScore]) -> None:
     """Fold new scores into the run's per-evaluator running totals (the run row is locked already)."""
     run = Run.objects.only("evaluators", "score_summary").get(pk=run_id)
     summary = run.score_summary

@@ -129,3 +129,16 @@ def test_a_pump_finding_a_live_slot_holder_returns_at_once(monkeypatch: pytest.M
     report = pump_module.pump(budget_seconds=0.1, requeue=False)
     assert report.slot is None
     assert PumpSlot.objects.get(slot=0).owner == "alive"
+
+
+@pytest.mark.django_db
+def test_a_pump_handing_over_to_its_next_slice_is_still_seen_but_a_silent_one_is_not() -> None:
+    from evals.pump import pump_alive, pump_seen_within, slot_release
+
+    PumpSlot.objects.create(slot=0, owner="slice-1", lease_until=timezone.now() + timedelta(seconds=20))
+    assert pump_seen_within(10)
+    slot_release(0, "slice-1")  # the slice ends; the next one is queued, not yet picked up
+    assert not pump_alive()
+    assert pump_seen_within(10)
+    PumpSlot.objects.filter(slot=0).update(beat_at=timezone.now() - timedelta(seconds=30))
+    assert not pump_seen_within(10)

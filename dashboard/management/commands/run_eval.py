@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from evals.client import JudgeAPI, JudgeError, Patience
 from evals.models import Dataset, Item, Judge, RemoteBatch, Run, Score
 from evals.money import format_cost
-from evals.pump import pump, pump_alive
+from evals.pump import pump, pump_seen_within
 from evals.selectors.costs import run_cost, run_waits_for_cap
 from evals.services.judges import JudgeLookupError, judge_find, judge_refresh
 from evals.services.retry import run_retry, run_retry_plan
@@ -177,6 +177,7 @@ class Command(BaseCommand):
     def wait(self, run: Run) -> Run:
         started = time.monotonic()
         last_report = 0.0
+        working_here = False
         while True:
             run.refresh_from_db()
             now = time.monotonic()
@@ -186,8 +187,11 @@ class Command(BaseCommand):
             # A run stopped by its spending cap waits for a person: waiting here would never end.
             if run.is_finished or run_waits_for_cap(run):
                 return run
-            if now - started >= WORKER_GRACE and not pump_alive():
-                self.stdout.write("no worker is running: working the run in this process")
+            # Once this process works the run it goes on doing so (its own slices release the slot too).
+            if working_here or (now - started >= WORKER_GRACE and not pump_seen_within(WORKER_GRACE)):
+                if not working_here:
+                    self.stdout.write("no worker is running: working the run in this process")
+                    working_here = True
                 pump(budget_seconds=PROGRESS_EVERY)
                 continue
             time.sleep(0.5)
