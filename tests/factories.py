@@ -215,6 +215,9 @@ def start_worker(judge_url: str, log: Path) -> subprocess.Popen[bytes]:
         "DATABASE_URL": subprocess_database_url(),
         "SCORABLE_API_URL": judge_url,
         "SCORABLE_API_KEY": settings.OFFLINE_JUDGE_API_KEY,
+        # The key this test process signs its tasks with: on a checkout where `ensure_var` never ran, each
+        # process makes up its own, and the worker would refuse every task until the watchdog woke a pump.
+        "SECRET_KEY": settings.SECRET_KEY,
         "JUDGE_API_TIMEOUT": "1",
         "DOCKET_POLL_MIN_SECONDS": "0.2",
         "DOCKET_POLL_MAX_SECONDS": "1",
