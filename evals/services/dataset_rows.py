@@ -201,14 +201,22 @@ _EXAMPLE_COLUMNS = (
 )
 
 
-def _insert_examples_sql() -> str:
+def _example_table_columns() -> str:
     quote = connection.ops.quote_name
     fields = [Example._meta.get_field(name) for name in _EXAMPLE_COLUMNS]
     columns = ", ".join(
         quote(field.column or field.name) for field in fields if isinstance(field, models.Field)
     )
+    return f"{quote(Example._meta.db_table)} ({columns})"
+
+
+def _insert_examples_sql() -> str:
     placeholders = ", ".join(["%s"] * len(_EXAMPLE_COLUMNS))
-    return f"INSERT INTO {quote(Example._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    return f"INSERT INTO {_example_table_columns()} VALUES ({placeholders})"
+
+
+def _copy_examples_sql() -> str:
+    return f"COPY {_example_table_columns()} FROM STDIN"
 
 
 def _json_adapter() -> Callable[[Any], Any]:
@@ -223,7 +231,8 @@ def _json_adapter() -> Callable[[Any], Any]:
 
 
 def _write_examples(dataset_id: int, params: list[ExampleParams]) -> None:
-    """Insert one batch of rows with one executemany, in one transaction with the progress count.
+    """Insert one batch of rows in one transaction with the progress count: COPY on PostgreSQL, one
+    executemany elsewhere.
 
     bulk_create builds a model instance per row and prepares each value through its field, which cost
     5x the SQLite work itself (bench/ingest.py); this writes the same columns, with JSON adapted as
@@ -236,7 +245,15 @@ def _write_examples(dataset_id: int, params: list[ExampleParams]) -> None:
         if not updated:
             raise ImportCancelled
         with connection.cursor() as cursor:
-            cursor.executemany(_insert_examples_sql(), params)
+            if connection.vendor == "postgresql":
+                # COPY streams the rows in one statement, through the same adapters as a query's
+                # parameters (Jsonb for JSON). Importing 100,000 rows took 23-26 s and 3.2 s of Python CPU,
+                # against 34-36 s and 5.0-5.4 s with executemany (the import path, a loaded machine).
+                with cursor.copy(_copy_examples_sql()) as copy:
+                    for row in params:
+                        copy.write_row(row)
+            else:
+                cursor.executemany(_insert_examples_sql(), params)
 
 
 def delete_examples(dataset_id: int, *, chunk: int = 5000) -> None:

@@ -479,3 +479,32 @@ def test_stale_uploads_are_purged_with_their_files(tmp_path: Path) -> None:
     assert not Upload.objects.filter(pk=old.pk).exists()
     assert not Path(old.path).exists()
     assert Upload.objects.count() == 1
+
+
+def test_every_field_reads_back_as_written_whatever_its_characters(tmp_path: Path) -> None:
+    """The bulk writer (COPY on PostgreSQL, executemany elsewhere) stores what a model save would:
+    COPY's own escapes (tab, newline, backslash, \\N) must not leak into or out of the text."""
+    tricky = "tab\there, line\nbreak, back\\slash, \\N, \\t, quote \" and ' , é中😀"
+    rows = [
+        {
+            "request": tricky,
+            "response": "\\N",
+            "contexts": [tricky, "\\"],
+            "expected_output": "\\",
+            "system_prompt": "\r\n",
+            "session_id": "s\t1",
+            "nested": {"a": [1, 2.5, None, True], "b": tricky},
+            "number": 3,
+        },
+        {"request": "plain", "response": "", "turns": [{"role": "user", "content": tricky}]},
+    ]
+    path = tmp_path / "tricky.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    dataset, report = datasets.dataset_import_file(path=path, skip_invalid=True)
+    assert dataset is not None and report.valid == 2
+    first, second = dataset.examples.order_by("position")
+    assert (first.request, first.response, first.contexts) == (tricky, "\\N", [tricky, "\\"])
+    assert (first.expected_output, first.system_prompt, first.session_id) == ("\\", "\r\n", "s\t1")
+    assert first.metadata == {"nested": {"a": [1, 2.5, None, True], "b": tricky}, "number": 3}
+    assert first.turns is None
+    assert second.turns == [{"role": "user", "content": tricky}] and second.response == ""
