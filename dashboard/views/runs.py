@@ -26,7 +26,7 @@ from evals.selectors.results import (
     ResultsQuery,
     items_with_details,
     metadata_values,
-    results_count,
+    results_count_shown,
     results_page,
 )
 from evals.selectors.runs import run_chain, run_root
@@ -269,6 +269,7 @@ def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
         query = replace(query, latest=False)
     page = results_page(run, query, cursor=request.GET.get("after") or None)
     attach_scores(run, page.rows)
+    match_count, match_count_more = results_count_shown(run, query) if query.is_filtered else (None, False)
     # Shown once, after the redirect from starting the run; the live header keeps it until the run ends.
     started = not access.read_only and request.session.pop(STARTED_KEY, None) == run.pk
     # Rows of the run itself update live; rows merged from retries belong to other runs.
@@ -288,8 +289,10 @@ def run_detail(request: HtmxHttpRequest, access: RunAccess) -> HttpResponse:
             "statuses": Item.Status.choices,
             "metadata_columns": run.dataset.metadata_columns,
             "metadata_values": metadata_values(run) if run.dataset.metadata_columns else {},
-            # "37 of 5,000 items match": the pages of a filtered view, counted together.
-            "match_count": results_count(run, query) if query.is_filtered else None,
+            # "37 of 5,000 items match": the pages of a filtered view, counted together; counted up to a
+            # limit, since an exact count of a common word reads the whole run ("10,000+ ... match").
+            "match_count": match_count,
+            "match_count_more": match_count_more,
         }
     )
     return render(request, "dashboard/run_detail.html", context)

@@ -5,23 +5,35 @@ OFFSET), so a page of a 100,000-item run costs about what a page of a 1,000-item
 by an evaluator's score walks the scores' (run, evaluator, score, item) index; items without that
 score (failed, pending) follow, by position.
 
+A text search cannot walk the page's order: a word in ten rows of a million would read every row
+before the page filled. It first asks for the ids of the items it matches (`_search_matches`), one query
+each for the texts and for the justifications, which PostgreSQL answers from the trigram indexes of
+migration 0011 when the word is rare and by walking a few rows when it is common. When those are few
+the page reads just them; when there are more than SEARCH_LIST_LIMIT the word is common enough for the
+page's own walk to fill soon, and the count says "more than".
+
 What a reader may see (`evals.selectors.visibility`) is applied here, where rows are read: a share link
 that hides the text gets items whose text was never loaded, and a search that never reads it. The
 cursors of its pages are read and written in `evals.selectors.results_cursor`.
+
+One module past 450 lines: the pages, the count, the neighbours and the export all share one view state
+and one set of conditions, and must agree row for row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from operator import or_
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact
@@ -43,6 +55,10 @@ PAGE_SIZE = 50
 # The metadata filter suggests at most this many values of a column, the most common first.
 METADATA_SUGGESTIONS = 50
 METADATA_VALUES_SECONDS = 24 * 3600
+# A search that matches at most this many items pages through their ids; past it, the page walks its
+# order and checks each row. Also what the match count counts up to: past it, "10,000+ match".
+SEARCH_LIST_LIMIT = 10_000
+MATCH_COUNT_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,10 @@ class ResultsQuery:
     latest: bool = False
     # Who reads: what the search may read and what the rows may carry. Not part of the URL.
     visibility: Visibility = ALL
+    # The search's matches per run id, found once for every page and count made from this query.
+    _search_found: dict[int, frozenset[int] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def sort_evaluator(self) -> str | None:
@@ -159,11 +179,18 @@ class ResultsPage:
     next_cursor: str | None
 
 
-def item_conditions(query: ResultsQuery, *, prefix: str = "", skip_range: str | None = None) -> Q:
+def item_conditions(
+    query: ResultsQuery,
+    *,
+    prefix: str = "",
+    skip_range: str | None = None,
+    search_found: frozenset[int] | None = None,
+) -> Q:
     """The view's filters as conditions on an item, reached through `prefix` ("" or "item__").
 
     Written as plain conditions and correlated EXISTS, so the database checks them row by row while it
-    walks an index in the page's order, and stops once the page is full.
+    walks an index in the page's order, and stops once the page is full. `search_found`: the ids of the
+    items the search matches, when `_search_matches` could list them; the search is then those ids.
     """
     item_ref = "item_id" if prefix else "pk"
     condition = Q()
@@ -182,19 +209,60 @@ def item_conditions(query: ResultsQuery, *, prefix: str = "", skip_range: str | 
         # Compared as text, as the filter offers them: a JSON Lines number 3 matches "3".
         condition &= Q(Exact(_metadata_text(key, f"{prefix}example__metadata"), value))
     if query.search:
-        text = query.search
-        # Only what the reader may see is searched: a hidden text must not be found out one probe at a time.
-        found = []
-        if "text" in query.visibility.searchable:
-            found += [
-                Q(**{f"{prefix}example__request__icontains": text}),
-                Q(**{f"{prefix}example__response__icontains": text}),
-            ]
-        if "justifications" in query.visibility.searchable:
-            justified = Score.objects.filter(item=OuterRef(item_ref), justification__icontains=text)
-            found.append(Q(Exists(justified)))
-        condition &= reduce(or_, found) if found else Q(pk__in=[])
+        if search_found is not None:
+            condition &= Q(**{f"{prefix}pk__in": _id_list(search_found)})
+        else:
+            found = _search_conditions(query, prefix=prefix)
+            condition &= reduce(or_, found) if found else Q(pk__in=[])
     return condition
+
+
+def _search_conditions(query: ResultsQuery, *, prefix: str = "") -> list[Q]:
+    """The search as conditions on an item: its texts, or one of its justifications, hold the words.
+
+    Only what the reader may see is searched: a hidden text must not be found out one probe at a time.
+    """
+    text = query.search
+    item_ref = "item_id" if prefix else "pk"
+    found = []
+    if "text" in query.visibility.searchable:
+        found.append(
+            Q(**{f"{prefix}example__request__icontains": text})
+            | Q(**{f"{prefix}example__response__icontains": text})
+        )
+    if "justifications" in query.visibility.searchable:
+        justified = Score.objects.filter(item=OuterRef(item_ref), justification__icontains=text)
+        found.append(Q(Exists(justified)))
+    return found
+
+
+def _id_list(ids: frozenset[int]) -> frozenset[int] | RawSQL:
+    """`ids` for an `__in` lookup. On PostgreSQL one array parameter: thousands of placeholders cost
+    Django and the driver more than the database's lookups (5,000 ids: about 80 ms against 30)."""
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", (sorted(ids),))
+    return ids
+
+
+def _search_matches(run: Run, query: ResultsQuery) -> frozenset[int] | None:
+    """The ids of the view's items the search matches, or None when there are more than SEARCH_LIST_LIMIT.
+
+    One query for the texts and one for the justifications, each under every other filter, unordered
+    and stopped after SEARCH_LIST_LIMIT + 1 rows. Apart, each can start from its trigram index (an OR
+    across the two tables could use neither), and the planner walks the run's items instead when the
+    statistics say the word is common. Found once per query object: the pages of an export share it.
+    """
+    if run.pk in query._search_found:
+        return query._search_found[run.pk]
+    others = base_items(run, replace(query, search="")).order_by()
+    found: set[int] = set()
+    for condition in _search_conditions(query):
+        found.update(others.filter(condition).values_list("pk", flat=True)[: SEARCH_LIST_LIMIT + 1])
+        if len(found) > SEARCH_LIST_LIMIT:
+            query._search_found[run.pk] = None
+            return None
+    query._search_found[run.pk] = frozenset(found)
+    return query._search_found[run.pk]
 
 
 def _metadata_text(column: str, field_name: str) -> Cast:
@@ -204,7 +272,9 @@ def _metadata_text(column: str, field_name: str) -> Cast:
 def base_items(run: Run, query: ResultsQuery) -> QuerySet[Item]:
     """The run's items (or the latest per row across its retries) that pass every filter."""
     items = run_items_merged(run) if query.latest else Item.objects.filter(run=run)
-    return items.filter(item_conditions(query))
+    return items.filter(
+        item_conditions(query, search_found=_search_matches(run, query) if query.search else None)
+    )
 
 
 def results_page(
@@ -244,8 +314,25 @@ def results_iter(run: Run, query: ResultsQuery, *, chunk: int = 500) -> Iterator
 
 
 def results_count(run: Run, query: ResultsQuery) -> int:
-    """How many items the view holds, every page together ("37 of 5,000 items match")."""
-    return base_items(run, query).count()
+    """How many items the view holds, every page together ("37 of 5,000 items match"), counted up to
+    MATCH_COUNT_LIMIT: any number past it means more ("10,000+ match").
+
+    An exact count of a common word would read every row of a large run, whatever the index.
+    """
+    if query.search:
+        # The search's matches are found under every other filter: they are the view, no need to count.
+        found = _search_matches(run, query)
+        if found is not None:
+            return min(len(found), MATCH_COUNT_LIMIT + 1)
+        if SEARCH_LIST_LIMIT >= MATCH_COUNT_LIMIT:
+            return MATCH_COUNT_LIMIT + 1  # more than SEARCH_LIST_LIMIT of them
+    return base_items(run, query).order_by()[: MATCH_COUNT_LIMIT + 1].count()
+
+
+def results_count_shown(run: Run, query: ResultsQuery) -> tuple[int, bool]:
+    """The match count as a page shows it: (count, False) when exact, (MATCH_COUNT_LIMIT, True) past it."""
+    count = results_count(run, query)
+    return min(count, MATCH_COUNT_LIMIT), count > MATCH_COUNT_LIMIT
 
 
 def results_neighbours(run: Run, query: ResultsQuery, item: Item) -> tuple[int | None, int | None]:
@@ -361,7 +448,8 @@ def _scored(run: Run, query: ResultsQuery, name: str) -> QuerySet[Score]:
     scores = Score.objects.filter(evaluator_name=name, score__isnull=False)
     # Across retries the scores come from several runs: keep those of the latest verdicts.
     scores = scores.filter(item__in=run_items_merged(run)) if query.latest else scores.filter(run=run)
-    scores = scores.filter(item_conditions(query, prefix="item__", skip_range=name))
+    found = _search_matches(run, query) if query.search else None
+    scores = scores.filter(item_conditions(query, prefix="item__", skip_range=name, search_found=found))
     low, high = query.ranges.get(name, (None, None))
     if low is not None:
         scores = scores.filter(score__gte=low)
