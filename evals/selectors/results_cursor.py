@@ -80,7 +80,12 @@ def _is_score(value: Any) -> bool:
 
 
 def rows_after(order: list[str], position: dict[str, Any]) -> Q:
-    """Rows strictly after `position` in `order` (a list of fields, each maybe "-"-prefixed)."""
+    """Rows strictly after `position` in `order` (a list of fields, each maybe "-"-prefixed).
+
+    Led by a plain bound on the first field (`score >= 0.53 AND (score > 0.53 OR ...)`): the OR alone
+    is no index range, so the database walked the index from its start, past every row before the
+    position (9 s for the item after the middle one of a 1,000,000-item run on PostgreSQL).
+    """
     condition = Q()
     equal = Q()
     for name in order:
@@ -89,6 +94,10 @@ def rows_after(order: list[str], position: dict[str, Any]) -> Q:
         step = Q(**{f"{field_name}__lt" if name.startswith("-") else f"{field_name}__gt": value})
         condition |= equal & step
         equal &= Q(**{field_name: value})
+    if len(order) > 1:
+        first = order[0].lstrip("-")
+        bound = f"{first}__lte" if order[0].startswith("-") else f"{first}__gte"
+        condition = Q(**{bound: position[first]}) & condition
     return condition
 
 
