@@ -80,3 +80,21 @@ def test_statistics_are_read_once_per_version_of_the_run_and_follow_every_new_sc
     after = run_statistics(run=Run.objects.get(pk=run.pk)).evaluators[0]
     assert after.interval.mean == pytest.approx((1.0 + 0.4 + 0.9) / 3)
     assert after.maximum == 1.0 and first.evaluators[0].interval.mean == pytest.approx(0.5)
+
+
+def test_the_retry_plan_is_counted_once_per_version_of_the_chain() -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    from evals.models import Item
+    from evals.services.retry import run_retry_plan
+    from evals.services.runs import bump_change_seq
+
+    run = build_run({"Politeness": [0.2, None, None, 0.9]})
+    assert run_retry_plan(run=run).failed == 2
+    with CaptureQueriesContext(connection) as seen:
+        assert run_retry_plan(run=Run.objects.get(pk=run.pk)).failed == 2
+    assert not [query for query in seen.captured_queries if "COUNT(" in query["sql"].upper()]
+    # A row's new verdict comes with a new change number: counted afresh.
+    Item.objects.filter(run=run, position=1).update(status=Item.Status.COMPLETED)
+    bump_change_seq(run)
+    assert run_retry_plan(run=Run.objects.get(pk=run.pk)).failed == 1
