@@ -38,6 +38,7 @@ The t quantile and the interval come from `evals.services.intervals`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -226,7 +227,9 @@ def run_statistics(
     evaluators = []
     for name in run.evaluators:
         threshold, source = chosen[name]
-        key = f"docket:stats:{version}:{name}:{threshold!r}:{slice_column}" if version else None
+        # Hashed: an evaluator's name may hold any character, a cache key may not.
+        what = f"{version}:{name}:{threshold!r}:{slice_column}"
+        key = f"docket:stats:{hashlib.sha256(what.encode()).hexdigest()}" if version else None
         stats = cache.get(key) if key else None
         if stats is None:
             stats = evaluator_statistics(
