@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -302,6 +302,19 @@ class ExecutionLogRow:
     tags: tuple[str, ...]
 
 
+class LogCost(NamedTuple):
+    """What a batch's costs need of an execution log row, parsed as ExecutionLogRow parses it.
+
+    A batch lists a log per item and one per evaluator and item (500 for 100 items and 4 evaluators):
+    reading only these fields into a tuple takes a sixth of the CPU of ExecutionLogRow's parse.
+    """
+
+    id: str
+    parent_execution_log_id: str | None
+    executed_item_name: str
+    cost: float | None
+
+
 class JudgeAPI:
     """A client for one judge API (base URL + key)."""
 
@@ -477,6 +490,18 @@ class JudgeAPI:
             params[name] = value
         for row in self._paginate("/v1/execution-logs/", params):
             yield parse_execution_log_row(row)
+
+    def list_execution_log_costs(
+        self, *, batch_execution_id: str, page_size: int = 100, project_id: str | None = None
+    ) -> Iterator[LogCost]:
+        """Every log of a batch, as `list_execution_logs(batch_execution_id=...)` lists them, read
+        only for what they cost."""
+        # Reference: scorable-api.md §5, GET /v1/execution-logs/ (cursor pagination, §2)
+        params: dict[str, Any] = {"page_size": page_size, "batch_execution_id": batch_execution_id}
+        if project_id is not None:
+            params["project_id"] = project_id
+        for row in self._paginate("/v1/execution-logs/", params):
+            yield parse_log_cost(row)
 
     # --- Plumbing ---------------------------------------------------------------------------------
 
@@ -808,4 +833,13 @@ def parse_execution_log_row(data: dict[str, Any]) -> ExecutionLogRow:
         user_id=str(data.get("user_id") or ""),
         session_id=str(data.get("session_id") or ""),
         tags=tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),
+    )
+
+
+def parse_log_cost(data: dict[str, Any]) -> LogCost:
+    return LogCost(
+        _field(data, "id", str),
+        _text_or_none(data.get("parent_execution_log_id")),
+        str(data.get("executed_item_name") or ""),
+        _number(data.get("cost")),
     )

@@ -41,8 +41,8 @@ from django.db.models import Count, F, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from evals.client import Batch, BatchCreated, ExecutionLogRow, JudgeAPI, JudgeError
-from evals.models import BackoffKind, Item, JudgeApiEvent, PumpSlot, RemoteBatch, Run
+from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError, LogCost
+from evals.models import BackoffKind, Example, Item, JudgeApiEvent, PumpSlot, RemoteBatch, Run
 from evals.services.batches import (
     QUOTA_RETRY_SECONDS,
     RowsGone,
@@ -88,6 +88,17 @@ COST_READ_ATTEMPTS = 5
 # with a lower maximum caps the page size (as DRF does) and the cursor reads the rest.
 LOG_PAGE_SIZE = 100
 LOG_PAGE_SIZE_MAX = 1000
+# What Example.as_judge_input reads.
+JUDGE_INPUT_FIELDS = (
+    "request",
+    "response",
+    "contexts",
+    "expected_output",
+    "turns",
+    "system_prompt",
+    "user_id",
+    "session_id",
+)
 
 
 def pump_owner() -> str:
@@ -208,7 +219,7 @@ class Held(TypedDict):
 @dataclass
 class Outcome:
     action: Action
-    result: BatchCreated | Batch | list[ExecutionLogRow] | None = None
+    result: BatchCreated | Batch | list[LogCost] | None = None
     error: JudgeError | None = None
 
 
@@ -235,7 +246,7 @@ def perform(api: JudgeAPI, action: Action) -> Outcome:
             )
             return Outcome(action, found)
         if action.kind == "costs":
-            logs = api.list_execution_logs(
+            logs = api.list_execution_log_costs(
                 batch_execution_id=action.remote_id,
                 page_size=action.page_size,
                 project_id=action.project_id or None,
@@ -368,11 +379,12 @@ class Pump:
         paused_until = creates_paused_until(now)
         if paused_until is not None:
             return paused_until
-        in_flight = RemoteBatch.objects.in_flight()
-        total_free = min(settings.DOCKET_MAX_IN_FLIGHT, int(self.window)) - in_flight.count()
+        # One query for both: every batch in flight belongs to a run.
+        in_flight = RemoteBatch.objects.in_flight().values_list("run").annotate(n=Count("id"))
+        per_run = dict(in_flight.values_list("run", "n"))
+        total_free = min(settings.DOCKET_MAX_IN_FLIGHT, int(self.window)) - sum(per_run.values())
         if total_free <= 0:
             return None  # a batch finishing frees room: its poll is a time of its own
-        per_run = dict(in_flight.values_list("run").annotate(n=Count("id")).values_list("run", "n"))
         return total_free, per_run
 
     def dispatch(self, action: Action) -> None:
@@ -410,8 +422,10 @@ class Pump:
         for batch in batches_claim(costs, owner=self.owner, limit=limit):
             actions.append(self.costs_action(batch))
             limit -= 1
+        if limit <= 0:
+            return actions
         room = self.create_room(now)
-        if limit <= 0 or room is None or isinstance(room, datetime):
+        if room is None or isinstance(room, datetime):
             return actions
         total_free, per_run = room
         runs = (
@@ -422,6 +436,8 @@ class Pump:
             .filter(batches__status=RemoteBatch.Status.WAITING)
             .distinct()
             .order_by("created_at", "pk")
+            # Read every claim round: not the totals and thresholds a create never looks at.
+            .defer("score_summary", "thresholds", "threshold_overrides", "cost_by_evaluator", "tags")
         )
         for run in runs:
             if total_free <= 0 or limit <= 0:
@@ -497,12 +513,14 @@ class Pump:
         )
 
     def create_action(self, batch: RemoteBatch) -> Action:
-        # Rows cut out of the batch (refused by the judge) are finished and not sent again.
-        items = (
-            Item.objects.filter(batch=batch)
-            .exclude(status__in=Item.FINISHED)
-            .select_related("example")
-            .order_by("index_in_batch")
+        # Rows cut out of the batch (refused by the judge) are finished and not sent again. Only the
+        # examples, and only what they send: no Item objects, no metadata (a field as_judge_input
+        # reads and JUDGE_INPUT_FIELDS lacks would still be read, one query per row).
+        unsent = [status for status in Item.Status if status not in Item.FINISHED]
+        examples = (
+            Example.objects.filter(items__batch=batch, items__status__in=unsent)
+            .order_by("items__index_in_batch")
+            .only(*JUDGE_INPUT_FIELDS)
         )
         return Action(
             kind="create",
@@ -513,7 +531,7 @@ class Pump:
             judge_version_id=batch.run.judge_version_id,
             tag=batch.tag,
             tags=[batch.tag, *batch.run.tags],
-            inputs=[item.example.as_judge_input() for item in items],
+            inputs=[example.as_judge_input() for example in examples],
             evaluator_ids=list(batch.run.evaluator_ids or []),
             project_id=batch.run.project_id,
         )

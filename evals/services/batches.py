@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from evals.client import Batch, ExecutionLogRow, JudgeError
+from evals.client import Batch, JudgeError, LogCost
 from evals.models import BackoffKind, Item, RemoteBatch, Run
 from evals.services.bulk_writes import NewScore, items_update, scores_insert
 from evals.services.runs import bump_change_seq, run_finish_if_done
@@ -57,20 +57,53 @@ ITEM_FIELDS = ["status", "error_message", "execution_log_id", "started_at", "com
 # What a poll reads of its batch's items: the fields it may change and what it needs to decide.
 POLLED_FIELDS = ["index_in_batch", "run_id", *ITEM_FIELDS]
 BAD_ROW = re.compile(r"inputs\[(\d+)\]")
+# What the pump reads of a batch it claimed to make its call (the tag, the create's options, the log
+# page size); any other field is still there, read when first used. A run's JSON totals are not read.
+CLAIMED_FIELDS = (
+    "run_id",
+    "position",
+    "size",
+    "splits",
+    "status",
+    "remote_id",
+    "attempts",
+    "submitted_at",
+    "run__uid",
+    "run__status",
+    "run__judge_id",
+    "run__judge_version_id",
+    "run__tags",
+    "run__evaluators",
+    "run__evaluator_ids",
+    "run__project_id",
+    "run__judge__remote_id",
+    "run__judge__evaluators",
+)
 
 
 class RowsGone(Exception):
     """The run (or the batch) an answer is for was deleted while the call was out: nothing to record."""
 
 
-def lock_run(run_id: int) -> Run:
-    """Lock the run for the rest of the transaction, or raise RowsGone if it was deleted."""
-    run = (
-        Run.objects.select_for_update()
-        .only("pk", "completed_count", "thresholds_learned_at", "cancel_requested_at")
-        .filter(pk=run_id)
-        .first()
-    )
+LOCKED_RUN_FIELDS = (
+    "pk",
+    "completed_count",
+    "thresholds_learned_at",
+    "cancel_requested_at",
+    "backoff_until",
+    "backoff_kind",
+    "change_seq",
+)
+
+
+def lock_run(run_id: int, *fields: str) -> Run:
+    """Lock the run for the rest of the transaction, or raise RowsGone if it was deleted.
+
+    What it reads (LOCKED_RUN_FIELDS and `fields`) stays true until this transaction changes it: no
+    other writer gets at the row before commit (SELECT ... FOR UPDATE; SQLite's IMMEDIATE transaction
+    holds the whole database), so the transitions decide from it without reading the row again.
+    """
+    run = Run.objects.select_for_update().only(*LOCKED_RUN_FIELDS, *fields).filter(pk=run_id).first()
     if run is None:
         raise RowsGone
     return run
@@ -116,7 +149,9 @@ def batches_claim(
         for pk, status in candidates.values_list("pk", "status")[:limit]:
             if RemoteBatch.objects.filter(pk=pk, status=status).filter(free).update(**updates):
                 ids.append(pk)
-    batches = RemoteBatch.objects.filter(pk__in=ids).select_related("run", "run__judge")
+    if not ids:
+        return []
+    batches = RemoteBatch.objects.filter(pk__in=ids).select_related("run", "run__judge").only(*CLAIMED_FIELDS)
     return sorted(batches, key=lambda batch: ids.index(batch.pk))
 
 
@@ -132,7 +167,7 @@ def batch_submitted(*, batch_id: int, run_id: int, owner: str, remote_id: str) -
     """The judge accepted the create (or a lookup found it): poll it from now on."""
     now = timezone.now()
     with transaction.atomic():
-        lock_run(run_id)
+        run = lock_run(run_id)
         applied = owned(batch_id, owner).update(
             status=RemoteBatch.Status.RUNNING,
             remote_id=remote_id,
@@ -144,7 +179,7 @@ def batch_submitted(*, batch_id: int, run_id: int, owner: str, remote_id: str) -
             lease_owner="",
         )
         if applied:
-            run_backoff_clear(run_id)
+            run_backoff_clear(run)
     return bool(applied)
 
 
@@ -181,7 +216,7 @@ def batch_polled(
     """Record what a poll saw: items that changed, their scores and the run's counts, all or nothing."""
     now = timezone.now()
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = lock_run(run_id, "evaluators", "score_summary")
         # Locked and read inside the transaction: a stale writer finds nothing, a current one reads
         # the items as they are now, not as they were before its call.
         batch = locked_batch(owned(batch_id, owner), batch_id)
@@ -215,20 +250,26 @@ def batch_polled(
             # Due at once: what is left to do is reading the batch's costs (batch_costs_recorded).
             batch_update.update(status=REMOTE_TO_BATCH[remote.status], finished_at=now, next_action_at=now)
         if changed:
-            seq = bump_change_seq(run_id)
+            seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
             for item in changed:
                 item.change_seq = seq
-            items_update(changed, ITEM_FIELDS)
-            scores_insert(scores)
-            Run.objects.filter(pk=run_id).update(
-                completed_count=F("completed_count") + completed, failed_count=F("failed_count") + failed
+            items_update(
+                ITEM_FIELDS, [[*(getattr(item, name) for name in ITEM_FIELDS), item.pk] for item in changed]
             )
+            scores_insert(scores)
+            # The change number, the counts and the score totals in one write of the locked row.
+            run_update: dict[str, Any] = {
+                "change_seq": seq,
+                "completed_count": F("completed_count") + completed,
+                "failed_count": F("failed_count") + failed,
+            }
             if scores:
-                _add_to_summary(run_id, scores)
+                run_update["score_summary"], run_update["evaluators"] = _summary_with(run, scores)
+            Run.objects.filter(pk=run_id).update(**run_update)
         RemoteBatch.objects.filter(pk=batch_id).update(**batch_update)
-        run_backoff_clear(run_id)
+        run_backoff_clear(run)
         if remote.is_finished:
-            run_budget_recheck(run_id)
+            run_budget_recheck(run)
             run_finish_if_done(run_id=run_id)
     return Polled(applied=True, completed=completed, learn_thresholds=learn)
 
@@ -333,7 +374,7 @@ def batch_fail(
     """
     now = timezone.now()
     with transaction.atomic():
-        lock_run(run_id)
+        run = lock_run(run_id)
         batches = owned(batch_id, owner) if owner is not None else RemoteBatch.objects.filter(pk=batch_id)
         applied = batches.filter(status__in=RemoteBatch.UNFINISHED).update(
             status=RemoteBatch.Status.FAILED,
@@ -362,7 +403,7 @@ def batch_fail(
         Run.objects.filter(pk=run_id).update(
             failed_count=F("failed_count") + failed, last_error=message[:2000]
         )
-        run_budget_recheck(run_id)
+        run_budget_recheck(run)
         run_finish_if_done(run_id=run_id)
     return True
 
@@ -518,13 +559,16 @@ def locked_batch(held: QuerySet[RemoteBatch], batch_id: int) -> RemoteBatch | No
     return batch
 
 
-def held_for_costs(*, batch_id: int, run_id: int, owner: str) -> RemoteBatch | None:
-    """Lock the run, then the finished batch whose costs this pump holds: None for a stale writer."""
-    lock_run(run_id)
-    return locked_batch(owned_for_costs(batch_id, owner), batch_id)
+def held_for_costs(
+    *, batch_id: int, run_id: int, owner: str, fields: Sequence[str] = ()
+) -> tuple[Run, RemoteBatch | None]:
+    """Lock the run (reading `fields` too), then the finished batch whose costs this pump holds: None
+    for a stale writer."""
+    run = lock_run(run_id, *fields)
+    return run, locked_batch(owned_for_costs(batch_id, owner), batch_id)
 
 
-def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequence[ExecutionLogRow]) -> bool:
+def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequence[LogCost]) -> bool:
     """Record what a finished batch's execution logs say it cost: items, the batch and the run's totals.
 
     Each item's cost is its judge-level log's (`id == item.execution_log_id`), its evaluators' costs
@@ -534,48 +578,50 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
     """
     now = timezone.now()
     with transaction.atomic():
-        batch = held_for_costs(batch_id=batch_id, run_id=run_id, owner=owner)
+        run, batch = held_for_costs(
+            batch_id=batch_id, run_id=run_id, owner=owner, fields=["cost_by_evaluator"]
+        )
         if batch is None:
             return False
         by_id = {log.id: log for log in logs}
-        children: dict[str, list[ExecutionLogRow]] = {}
+        children: dict[str, list[LogCost]] = {}
         for log in logs:
             if log.parent_execution_log_id:
                 children.setdefault(log.parent_execution_log_id, []).append(log)
-        costed: list[Item] = []
+        # [cost, evaluator costs, pk] of each item whose cost is now known.
+        costed: list[list[Any]] = []
         by_evaluator: dict[str, float] = {}
         uncosted = Item.objects.filter(batch_id=batch_id, cost__isnull=True).exclude(execution_log_id="")
-        for item in uncosted.only("execution_log_id", "cost", "evaluator_costs", "change_seq"):
-            evaluator_costs = named_costs(children.get(item.execution_log_id, []))
-            own = by_id.get(item.execution_log_id)
+        for pk, log_id in uncosted.values_list("pk", "execution_log_id"):
+            evaluator_costs = named_costs(children.get(log_id, []))
+            own = by_id.get(log_id)
             cost = own.cost if own is not None else None
             if cost is None and evaluator_costs:
                 # No judge-level figure (or no judge-level log): what its evaluators cost is the item's.
                 cost = sum(evaluator_costs.values())
             if cost is None:
                 continue
-            item.cost = cost
-            item.evaluator_costs = evaluator_costs
-            costed.append(item)
+            costed.append([cost, evaluator_costs, pk])
             for name, value in evaluator_costs.items():
                 by_evaluator[name] = by_evaluator.get(name, 0.0) + value
-        total = sum(item.cost for item in costed if item.cost is not None)
+        total = sum(cost for cost, _, _ in costed)
         if costed:
-            seq = bump_change_seq(run_id)
-            for item in costed:
-                item.change_seq = seq
-            items_update(costed, ["cost", "evaluator_costs", "change_seq"])
-            run = Run.objects.only("cost_by_evaluator").get(pk=run_id)
+            seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
+            items_update(
+                ["cost", "evaluator_costs", "change_seq"],
+                [[cost, costs, seq, pk] for cost, costs, pk in costed],
+            )
             merged = dict(run.cost_by_evaluator)
             for name, value in by_evaluator.items():
                 merged[name] = merged.get(name, 0.0) + value
             update: dict[str, Any] = {
+                "change_seq": seq,
                 "cost_total": F("cost_total") + total,
                 "cost_items": F("cost_items") + len(costed),
                 "cost_by_evaluator": merged,
             }
             Run.objects.filter(pk=run_id).update(**update)
-        run_budget_recheck(run_id)
+        run_budget_recheck(run)
         RemoteBatch.objects.filter(pk=batch_id).update(
             logs_fetched_at=now,
             cost=total if costed else None,
@@ -586,7 +632,7 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
     return True
 
 
-def batch_logs_missing(*, batch_id: int, logs: Sequence[ExecutionLogRow]) -> int:
+def batch_logs_missing(*, batch_id: int, logs: Sequence[LogCost]) -> int:
     """How many of the batch's completed items have no judge-level log among `logs`."""
     listed = {log.id for log in logs}
     ids = (
@@ -597,7 +643,7 @@ def batch_logs_missing(*, batch_id: int, logs: Sequence[ExecutionLogRow]) -> int
     return sum(1 for log_id in ids if log_id not in listed)
 
 
-def named_costs(logs: Sequence[ExecutionLogRow]) -> dict[str, float]:
+def named_costs(logs: Sequence[LogCost]) -> dict[str, float]:
     """{evaluator name: cost} of an item's child logs, named as `scores_for` names the item's scores."""
     costs: dict[str, float] = {}
     names: set[str] = set()
@@ -636,7 +682,7 @@ def batch_costs_given_up(*, batch_id: int, run_id: int, owner: str, message: str
     """The logs could not be read: the batch's cost stays unknown, and its last error says why."""
     now = timezone.now()
     with transaction.atomic():
-        batch = held_for_costs(batch_id=batch_id, run_id=run_id, owner=owner)
+        run, batch = held_for_costs(batch_id=batch_id, run_id=run_id, owner=owner)
         if batch is None:
             return False
         # A failed batch keeps its own message first: the cost note comes after it.
@@ -644,14 +690,18 @@ def batch_costs_given_up(*, batch_id: int, run_id: int, owner: str, message: str
         RemoteBatch.objects.filter(pk=batch_id).update(
             logs_fetched_at=now, last_error=last_error[:4000], lease_until=None, lease_owner=""
         )
-        run_budget_recheck(run_id)
+        run_budget_recheck(run)
     return True
 
 
-def run_budget_recheck(run_id: int) -> None:
+def run_budget_recheck(run: Run | int) -> None:
     """Lift a budget pause when what it rested on changed (a batch finished, costs came in): the pump
     asks the budget again before its next create, and pauses the run again, with the new figures, if
-    it must. Inside the caller's transaction, under the run lock."""
+    it must. Inside the caller's transaction, under the run lock (given the run lock_run read, a run
+    that is not paused costs no write)."""
+    if isinstance(run, Run) and run.backoff_kind != BackoffKind.BUDGET:
+        return
+    run_id = run.pk if isinstance(run, Run) else run
     Run.objects.filter(pk=run_id, backoff_kind=BackoffKind.BUDGET).update(
         backoff_kind="", backoff_reason="", backoff_until=None, change_seq=F("change_seq") + 1
     )
@@ -680,10 +730,15 @@ def run_backoff_set(run_id: int, *, until: datetime, reason: str, kind: BackoffK
     )
 
 
-def run_backoff_clear(run_id: int) -> None:
-    """A call went through: the run no longer waits, except for a throttle or quota still in force."""
+def run_backoff_clear(run: Run) -> None:
+    """A call went through: the run no longer waits, except for a throttle or quota still in force.
+
+    `run` as lock_run read it: a run that waits for nothing (the usual case) costs no write.
+    """
+    if run.backoff_until is None:
+        return
     now = timezone.now()
-    Run.objects.filter(pk=run_id).exclude(backoff_until=None).filter(
+    Run.objects.filter(pk=run.pk).exclude(backoff_until=None).filter(
         Q(backoff_until__lte=now) | Q(backoff_kind=BackoffKind.ERROR) | Q(backoff_kind="")
     ).update(backoff_until=None, backoff_reason="", backoff_kind="", change_seq=F("change_seq") + 1)
 
@@ -725,9 +780,8 @@ def scores_for(item: Item, results: Any) -> list[NewScore]:
     return scores
 
 
-def _add_to_summary(run_id: int, scores: list[NewScore]) -> None:
-    """Fold new scores into the run's per-evaluator running totals (the run row is locked already)."""
-    run = Run.objects.only("evaluators", "score_summary").get(pk=run_id)
+def _summary_with(run: Run, scores: list[NewScore]) -> tuple[dict[str, Any], list[str]]:
+    """The locked run's per-evaluator running totals and evaluator names with the new scores folded in."""
     summary = run.score_summary
     evaluators = list(run.evaluators)
     for score in scores:
@@ -742,4 +796,4 @@ def _add_to_summary(run_id: int, scores: list[NewScore]) -> None:
         entry["sum"] += score.score
         entry["min"] = min(entry["min"], score.score)
         entry["max"] = max(entry["max"], score.score)
-    Run.objects.filter(pk=run_id).update(score_summary=summary, evaluators=evaluators)
+    return summary, evaluators
