@@ -19,6 +19,8 @@ from django.utils import timezone
 MAX_BATCH_SIZE = 100
 # The fields of a row that a batch input carries to the judge (Scorable's batch input, S2).
 INPUT_FIELDS = ("request", "response", "contexts", "expected_output", "turns", "system_prompt")
+# What a row sends the judge (Example.as_judge_input): its inputs, and who and which session it is from.
+JUDGE_INPUT_FIELDS = (*INPUT_FIELDS, "user_id", "session_id")
 # A key column's values up to this length are kept as they are (and shown); longer ones are hashed.
 KEY_LENGTH = 64
 DEFAULT_THRESHOLD = 0.5
@@ -212,22 +214,10 @@ class Example(models.Model):
     def as_judge_input(self) -> dict[str, Any]:
         """The BatchInput the judge API takes: only the fields this row has."""
         data: dict[str, Any] = {}
-        if self.request:
-            data["request"] = self.request
-        if self.response:
-            data["response"] = self.response
-        if self.contexts:
-            data["contexts"] = self.contexts
-        if self.expected_output:
-            data["expected_output"] = self.expected_output
-        if self.turns:
-            data["turns"] = self.turns
-        if self.system_prompt:
-            data["system_prompt"] = self.system_prompt
-        if self.user_id:
-            data["user_id"] = self.user_id
-        if self.session_id:
-            data["session_id"] = self.session_id
+        for name in JUDGE_INPUT_FIELDS:
+            value = getattr(self, name)
+            if value:
+                data[name] = value
         return data
 
     def has_input(self, name: str) -> bool:

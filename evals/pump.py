@@ -42,7 +42,16 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from evals.client import Batch, BatchCreated, JudgeAPI, JudgeError, LogCost
-from evals.models import BackoffKind, Example, Item, JudgeApiEvent, PumpSlot, RemoteBatch, Run
+from evals.models import (
+    JUDGE_INPUT_FIELDS,
+    BackoffKind,
+    Example,
+    Item,
+    JudgeApiEvent,
+    PumpSlot,
+    RemoteBatch,
+    Run,
+)
 from evals.services.batches import (
     QUOTA_RETRY_SECONDS,
     RowsGone,
@@ -88,17 +97,6 @@ COST_READ_ATTEMPTS = 5
 # with a lower maximum caps the page size (as DRF does) and the cursor reads the rest.
 LOG_PAGE_SIZE = 100
 LOG_PAGE_SIZE_MAX = 1000
-# What Example.as_judge_input reads.
-JUDGE_INPUT_FIELDS = (
-    "request",
-    "response",
-    "contexts",
-    "expected_output",
-    "turns",
-    "system_prompt",
-    "user_id",
-    "session_id",
-)
 
 
 def pump_owner() -> str:
@@ -514,8 +512,8 @@ class Pump:
 
     def create_action(self, batch: RemoteBatch) -> Action:
         # Rows cut out of the batch (refused by the judge) are finished and not sent again. Only the
-        # examples, and only what they send: no Item objects, no metadata (a field as_judge_input
-        # reads and JUDGE_INPUT_FIELDS lacks would still be read, one query per row).
+        # examples, and only what they send (JUDGE_INPUT_FIELDS, which as_judge_input reads): no Item
+        # objects, no metadata.
         unsent = [status for status in Item.Status if status not in Item.FINISHED]
         examples = (
             Example.objects.filter(items__batch=batch, items__status__in=unsent)

@@ -49,3 +49,9 @@ def run_items_merged(run: Run) -> QuerySet[Item]:
         (~Q(status=Item.Status.CANCELLED) & ~Exists(later_verdict))
         | (Q(status=Item.Status.CANCELLED) & ~Exists(any_verdict) & ~Exists(later_any))
     )
+
+
+def runs_version(run_ids: list[int]) -> str:
+    """These runs at their current change numbers: a new score, verdict or retry gives a new version."""
+    rows = Run.objects.filter(pk__in=run_ids).order_by("pk").values_list("pk", "uid", "change_seq")
+    return ",".join(f"{pk}.{uid}.{seq}" for pk, uid, seq in rows)

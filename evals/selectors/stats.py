@@ -53,7 +53,7 @@ from django.db.models.functions import Cast
 from evals.models import Review, Run, Score
 from evals.money import format_cost
 from evals.selectors.costs import RunCost, cost_per, run_cost
-from evals.selectors.runs import run_chain, run_items_merged
+from evals.selectors.runs import run_chain, run_items_merged, runs_version
 from evals.services.intervals import MeanInterval, interval_from_deviations
 from evals.services.reviews import corrected_value, human_label, human_verdicts
 
@@ -223,7 +223,7 @@ def run_statistics(
     # change_seq: kept per version of the run (and its retries), they cost one pass over a finished
     # run's scores, not one per view (2-7 s for 1,000,000 items). Human corrections change them
     # without a bump, so corrected figures are never kept; the review tallies are counted every time.
-    version = None if corrected else _scores_version(run, latest=latest)
+    version = None if corrected else runs_version(run_chain(run) if latest else [run.pk])
     evaluators = []
     for name in run.evaluators:
         threshold, source = chosen[name]
@@ -263,15 +263,6 @@ def run_statistics(
         corrected=corrected,
         cost=cost,
     )
-
-
-def _scores_version(run: Run, *, latest: bool) -> str:
-    """What the scores' figures depend on: the run (and, for latest, each retry) at its change number."""
-    runs = [(run.pk, run.uid, run.change_seq)]
-    if latest:
-        chain = Run.objects.filter(pk__in=run_chain(run)).order_by("pk")
-        runs = list(chain.values_list("pk", "uid", "change_seq"))
-    return ",".join(f"{pk}.{uid}.{seq}" for pk, uid, seq in runs)
 
 
 @dataclass(frozen=True)

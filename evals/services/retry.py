@@ -14,7 +14,7 @@ from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 
 from evals.models import INPUT_FIELDS, Example, Item, Judge, Run
-from evals.selectors.runs import run_chain, run_items_merged, run_root
+from evals.selectors.runs import run_chain, run_items_merged, run_root, runs_version
 from evals.services.run_options import RunError
 from evals.services.runs import run_create
 
@@ -107,9 +107,7 @@ def run_retry_plan(*, run: Run, shown: int = RETRY_EXCLUDED_SHOWN) -> RetryPlan:
     # Counting reads every failed row of the chain (125 ms for 20,000 of them), on every view of a
     # finished run's page. The counts change only when an item of the chain does, which bumps its
     # run's change_seq, or when the judge's required inputs do: kept per version of both.
-    chain = Run.objects.filter(pk__in=run_chain(root)).order_by("pk").values_list("pk", "uid", "change_seq")
-    version = ",".join(f"{pk}.{uid}.{seq}" for pk, uid, seq in chain)
-    key = f"docket:retry-plan:{version}:{','.join(sorted(root.judge.required_inputs))}"
+    key = f"docket:retry-plan:{runs_version(run_chain(root))}:{','.join(sorted(root.judge.required_inputs))}"
     counts: tuple[int, int, int] | None = cache.get(key)
     if counts is None:
         sendable = latest.exclude(unfixable)
