@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from evals.client import JudgeError
 from evals.models import MAX_BATCH_SIZE, Dataset, Example, Item, Judge, RemoteBatch, Run
+from evals.services.bulk_writes import rows_insert
 from evals.services.judges import judge_refresh
 from evals.services.run_options import (
     UNSET,
@@ -27,6 +28,8 @@ from evals.services.run_options import (
 from evals.tasks import wake_pump
 
 WRITE_CHUNK = 2_000
+# What a new item is given; every other field of it starts at its default (bulk_writes.rows_insert).
+ITEM_GIVEN = ("run", "example", "batch", "position", "index_in_batch")
 
 
 def run_create(
@@ -130,22 +133,17 @@ def run_create(
             RemoteBatch(run=run, position=index, size=len(positions[start : start + batch_size]))
             for index, start in enumerate(range(0, len(positions), batch_size))
         )
-        items = []
-        for offset, (example_id, position) in enumerate(positions):
-            batch_index, index_in_batch = divmod(offset, batch_size)
-            items.append(
-                Item(
-                    run=run,
-                    example_id=example_id,
-                    batch=batches[batch_index],
-                    position=position,
-                    index_in_batch=index_in_batch,
-                )
+        for start in range(0, len(positions), WRITE_CHUNK):
+            rows_insert(
+                Item,
+                ITEM_GIVEN,
+                (
+                    (run.pk, example_id, batches[offset // batch_size].pk, position, offset % batch_size)
+                    for offset, (example_id, position) in enumerate(
+                        positions[start : start + WRITE_CHUNK], start=start
+                    )
+                ),
             )
-            if len(items) >= WRITE_CHUNK:
-                Item.objects.bulk_create(items)
-                items = []
-        Item.objects.bulk_create(items)
         transaction.on_commit(wake_pump)
     return run
 
