@@ -203,6 +203,7 @@ class Polled:
     applied: bool
     completed: int = 0
     learn_thresholds: bool = False
+    held_for_costs: bool = False
 
 
 def batch_polled(
@@ -212,8 +213,13 @@ def batch_polled(
     owner: str,
     remote: Batch,
     next_poll_seconds: Callable[[RemoteBatch, bool], float],
+    hold_for_costs: bool = False,
 ) -> Polled:
-    """Record what a poll saw: items that changed, their scores and the run's counts, all or nothing."""
+    """Record what a poll saw: items that changed, their scores and the run's counts, all or nothing.
+
+    `hold_for_costs`: the pump has read the batch's costs too. A batch this poll finishes, with costs to
+    read (batches_costs_due), then stays leased to it for that read, counted as the read's first try.
+    """
     now = timezone.now()
     with transaction.atomic():
         run = lock_run(run_id, "evaluators", "score_summary")
@@ -246,9 +252,17 @@ def batch_polled(
             "next_action_at": now + timedelta(seconds=interval),
             "unknown_status_since": unknown_since,
         }
+        held = False
         if remote.is_finished:
             # Due at once: what is left to do is reading the batch's costs (batch_costs_recorded).
             batch_update.update(status=REMOTE_TO_BATCH[remote.status], finished_at=now, next_action_at=now)
+            held = hold_for_costs and any(
+                item.status == Item.Status.COMPLETED and item.execution_log_id for item in items.values()
+            )
+            if held:
+                # As batches_claim would take it for the read: same lease, first attempt.
+                del batch_update["lease_until"], batch_update["lease_owner"]
+                batch_update["attempts"] = 1
         if changed:
             seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
             for item in changed:
@@ -271,7 +285,7 @@ def batch_polled(
         if remote.is_finished:
             run_budget_recheck(run)
             run_finish_if_done(run_id=run_id)
-    return Polled(applied=True, completed=completed, learn_thresholds=learn)
+    return Polled(applied=True, completed=completed, learn_thresholds=learn, held_for_costs=held)
 
 
 def _changed_items(

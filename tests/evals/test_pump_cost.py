@@ -4,6 +4,7 @@ would, a poll and a costs read that write the run row once, a log list read for 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,7 +79,7 @@ def run_writes(queries: CaptureQueriesContext) -> list[str]:
     return [query["sql"] for query in queries.captured_queries if query["sql"].startswith(f"UPDATE {table}")]
 
 
-def test_a_poll_and_a_costs_read_each_write_the_run_row_once_and_lose_nothing(
+def test_a_poll_that_finishes_a_batch_reads_its_costs_too_and_writes_the_run_row_once_each(
     judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
 ) -> None:
     judge = judges[SUPPORT_JUDGE]
@@ -96,16 +97,18 @@ def test_a_poll_and_a_costs_read_each_write_the_run_row_once_and_lose_nothing(
 
     [poll] = pump.claim(limit=1)
     assert poll.kind == "poll"
-    with CaptureQueriesContext(connection) as polled:
-        pump.record(perform(api, poll))
-    [costs] = pump.claim(limit=1)
-    assert costs.kind == "costs"
-    with CaptureQueriesContext(connection) as costed:
-        pump.record(perform(api, costs))
+    polled = perform(api, poll)
+    # The costs were read in the poll's round trip, as the first try of a costs read.
+    assert polled.costs is not None and polled.costs.action.kind == "costs"
+    assert polled.costs.action.attempt == 1
+    with CaptureQueriesContext(connection) as recorded:
+        pump.record(polled)
+    # Nothing is left for a claim round of its own.
+    assert pump.claim(limit=1) == []
+    assert RemoteBatch.objects.get(pk=batch.pk).lease_owner == ""
 
-    # The poll: the change number, counts and score totals together (the run's finish is one more).
-    assert len(run_writes(polled)) == 2
-    assert len(run_writes(costed)) == 1
+    # The poll: the change number, counts and score totals together, then the run's finish; the costs: one.
+    assert len(run_writes(recorded)) == 3
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED and run.completed_count == 20
     assert_counts_match_items(run)
@@ -138,3 +141,94 @@ def test_a_poll_still_lifts_a_wait_for_an_error_that_passed(
     pump.record(perform(api, poll))
     run.refresh_from_db()
     assert (run.backoff_until, run.backoff_kind, run.backoff_reason) == (None, "", "")
+
+
+def test_a_new_runs_items_are_stored_as_bulk_create_would_store_them(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    dataset = make_dataset(7)
+    written = run_create(dataset=dataset, judge=judges[SUPPORT_JUDGE], batch_size=3)
+    reference = run_create(dataset=dataset, judge=judges[SUPPORT_JUDGE], batch_size=3)
+    batches = {batch.position: batch for batch in reference.batches.all()}
+    made = [
+        Item(
+            run=reference,
+            example_id=item.example_id,
+            batch=batches[item.batch.position],
+            position=item.position,
+            index_in_batch=item.index_in_batch,
+        )
+        for item in written.items.select_related("batch")
+    ]
+    reference.items.all().delete()
+    Item.objects.bulk_create(made)
+
+    def stored(run: Run) -> list[tuple[Any, ...]]:
+        names = [
+            field.attname for field in Item._meta.concrete_fields if field.name not in ("id", "run", "batch")
+        ]
+        return [
+            (item.batch.position, *(getattr(item, name) for name in names))
+            for item in run.items.select_related("batch").order_by("position")
+        ]
+
+    assert len(stored(written)) == 7
+    assert stored(written) == stored(reference)
+    assert [batch.size for batch in written.batches.order_by("position")] == [3, 3, 1]
+
+
+def test_a_late_poll_with_costs_read_records_neither_and_the_new_holder_reads_them(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    run = run_create(dataset=make_dataset(10), judge=judges[SUPPORT_JUDGE])
+    api = JudgeAPI.from_settings()
+    first, second = Pump(api=api, owner="first", concurrency=1), Pump(api=api, owner="second", concurrency=1)
+    [create] = first.claim(limit=1)
+    first.record(perform(api, create))
+    batch = run.batches.get()
+    for _ in range(10_000):
+        if api.get_batch(batch.remote_id).is_finished:
+            break
+    RemoteBatch.objects.filter(pk=batch.pk).update(next_action_at=timezone.now() - timedelta(seconds=1))
+    [poll] = first.claim(limit=1)
+    late = perform(api, poll)
+    assert late.costs is not None
+    # The first pump's lease runs out under a slow call; the second takes the batch over.
+    RemoteBatch.objects.filter(pk=batch.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    [again] = second.claim(limit=1)
+    assert not first.apply(late)
+    run.refresh_from_db()
+    assert run.completed_count == 0 and run.cost_items == 0
+    assert second.apply(perform(api, again))
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED and run.cost_items == 10
+    assert run.cost_total == pytest.approx(sum(item.cost or 0.0 for item in run.items.all()))
+    assert RemoteBatch.objects.get(pk=batch.pk).lease_owner == ""
+
+
+def test_with_a_reply_on_its_way_the_pump_waits_for_the_next_poll_with_one_query(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    run = run_create(dataset=make_dataset(4), judge=judges[SUPPORT_JUDGE], batch_size=2)
+    api = JudgeAPI.from_settings()
+    pump = Pump(api=api, owner="one", concurrency=4)
+    try:
+        for create in pump.claim(limit=2):
+            pump.record(perform(api, create))
+        soon = timezone.now() + timedelta(seconds=0.5)
+        first, second = run.batches.order_by("position")
+        RemoteBatch.objects.filter(pk=first.pk).update(next_action_at=soon)
+        RemoteBatch.objects.filter(pk=second.pk).update(next_action_at=soon + timedelta(minutes=5))
+        pump.in_progress[Future()] = pump.costs_action(first)  # a reply on its way
+        with CaptureQueriesContext(connection) as queries:
+            waited = pump.wait_seconds()
+        assert len(queries.captured_queries) == 1
+        assert 0.01 <= waited <= 0.5
+        # Leased to another pump: not this pump's to wait for.
+        RemoteBatch.objects.filter(pk=first.pk).update(
+            lease_owner="other", lease_until=timezone.now() + timedelta(minutes=1)
+        )
+        assert pump.wait_seconds() == 1.0
+    finally:
+        pump.in_progress.clear()
+        pump.close()
