@@ -16,7 +16,7 @@ from django.utils import timezone
 from evals.client import JudgeAPI, parse_execution_log_row, parse_log_cost
 from evals.models import BackoffKind, Dataset, Item, Judge, RemoteBatch, Run, Score
 from evals.pump import Pump, perform
-from evals.services.bulk_writes import value_adapter
+from evals.services.bulk_writes import NewScore, items_update, scores_insert, value_adapter
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
 from tests.factories import assert_counts_match_items
@@ -232,3 +232,67 @@ def test_with_a_reply_on_its_way_the_pump_waits_for_the_next_poll_with_one_query
     finally:
         pump.in_progress.clear()
         pump.close()
+
+
+AWKWARD_TEXTS = ["", "NULL", 'a "quoted", {braced} \\ backslashed, text', "é ☃ \t\n", "x" * 5000]
+
+
+def test_bulk_item_and_score_writes_read_back_as_the_orm_would_store_them(
+    judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
+) -> None:
+    """On PostgreSQL these go through one array per column (unnest): NULLs, the text "NULL", quotes,
+    braces and backslashes must come back as they went in, as with a model save."""
+    run = run_create(dataset=make_dataset(len(AWKWARD_TEXTS) * 2), judge=judges[SUPPORT_JUDGE])
+    items = list(run.items.order_by("position"))
+    bulk, saved = items[: len(AWKWARD_TEXTS)], items[len(AWKWARD_TEXTS) :]
+    when = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    names = [
+        "status",
+        "error_message",
+        "execution_log_id",
+        "started_at",
+        "completed_at",
+        "cost",
+        "evaluator_costs",
+    ]
+    values = [
+        [
+            Item.Status.FAILED if index % 2 else Item.Status.COMPLETED,
+            text,
+            text[:64],
+            when + timedelta(seconds=index),
+            None if index % 2 else when,
+            None if index % 2 else 0.1 * index,
+            None if index % 2 else {"Politeness": 0.25, text[:10]: None, "nested": [1, "NULL"]},
+        ]
+        for index, text in enumerate(AWKWARD_TEXTS)
+    ]
+    items_update(names, [[*row, item.pk] for row, item in zip(values, bulk, strict=True)])
+    for row, item in zip(values, saved, strict=True):
+        for name, value in zip(names, row, strict=True):
+            setattr(item, name, value)
+        item.save(update_fields=names)
+
+    def read(chosen: list[Item]) -> list[list[Any]]:
+        return [
+            [getattr(item, name) for name in names]
+            for item in Item.objects.filter(pk__in=[item.pk for item in chosen]).order_by("position")
+        ]
+
+    assert read(bulk) == read(saved) == values
+
+    scores = [
+        NewScore(
+            item.pk, run.pk, text[:512] or "evaluator", text[:64], None if index % 2 else 0.5, text, None
+        )
+        for index, (item, text) in enumerate(zip(bulk, AWKWARD_TEXTS, strict=True))
+    ]
+    scores_insert([*scores, scores[0]._replace(justification="a second score of the same name: ignored")])
+    for score, item in zip(scores, saved, strict=True):
+        Score.objects.create(**{**score._asdict(), "item_id": item.pk})
+    fields = ["evaluator_name", "evaluator_id", "score", "justification", "confidence"]
+
+    def stored(chosen: list[Item]) -> list[tuple[Any, ...]]:
+        return list(Score.objects.filter(item__in=chosen).order_by("item__position").values_list(*fields))
+
+    assert stored(bulk) == stored(saved) == [tuple(score)[2:] for score in scores]
