@@ -254,9 +254,9 @@ def perform(api: JudgeAPI, action: Action) -> Outcome:
             return Outcome(action, list(logs))
         polled = Outcome(action, api.get_batch(action.remote_id, attempt=action.attempt))
         if costs_ready(polled.result):
-            # Its costs are what a finished batch needs next: read them now rather than in a claim round
-            # of their own (a claim, a lock and a transaction per batch, about a tenth of the worker's
-            # CPU per item, issue 16). Recorded as that round's first try would be (apply).
+            # Its costs are what a finished batch needs next: read them now, and record them with the
+            # poll (batch_polled), rather than in a claim round and a transaction of their own (a
+            # claim, two locks and seven queries per batch; issue 16).
             polled.costs = perform(api, replace(action, kind="costs", attempt=1))
         return polled
     except JudgeError as error:
@@ -612,20 +612,24 @@ class Pump:
             return batch_looked_up(remote_id=found, **ids)
         assert isinstance(outcome.result, Batch)
         remote = outcome.result
+        costs = outcome.costs
+        logs = costs.result if costs is not None and isinstance(costs.result, list) else None
         polled = batch_polled(
             remote=remote,
             next_poll_seconds=lambda batch, progressed: next_poll_seconds(
                 batch, remote, now=timezone.now(), progressed=progressed
             ),
-            hold_for_costs=outcome.costs is not None,
+            hold_for_costs=costs is not None,
+            logs=logs,
             **ids,
         )
         if polled.learn_thresholds:
             # Committed already: the task reads one execution log of the run, off the pump's loop.
             transaction.on_commit(lambda: learn_thresholds_later(action.run_id))
-        if polled.held_for_costs and outcome.costs is not None:
-            # The batch is finished and still ours: its costs are recorded as a costs action's would be.
-            self.record(outcome.costs)
+        if polled.held_for_costs and costs is not None:
+            # Finished and still ours, its costs not recorded (the read failed, or missed some logs):
+            # that read is recorded as a costs action's first try would be, backing off.
+            self.record(costs)
         return polled.applied
 
     def apply_error(self, action: Action, error: JudgeError) -> bool:

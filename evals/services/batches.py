@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,7 +55,7 @@ QUOTA_RETRY_SECONDS = 300.0
 MAX_SPLITS = 3
 ITEM_FIELDS = ["status", "error_message", "execution_log_id", "started_at", "completed_at", "change_seq"]
 # What a poll reads of its batch's items: the fields it may change and what it needs to decide.
-POLLED_FIELDS = ["index_in_batch", "run_id", *ITEM_FIELDS]
+POLLED_FIELDS = ["index_in_batch", "run_id", "cost", *ITEM_FIELDS]
 BAD_ROW = re.compile(r"inputs\[(\d+)\]")
 # What the pump reads of a batch it claimed to make its call (the tag, the create's options, the log
 # page size); any other field is still there, read when first used. A run's JSON totals are not read.
@@ -203,6 +203,7 @@ class Polled:
     applied: bool
     completed: int = 0
     learn_thresholds: bool = False
+    costs_recorded: bool = False
     held_for_costs: bool = False
 
 
@@ -214,15 +215,18 @@ def batch_polled(
     remote: Batch,
     next_poll_seconds: Callable[[RemoteBatch, bool], float],
     hold_for_costs: bool = False,
+    logs: Sequence[LogCost] | None = None,
 ) -> Polled:
     """Record what a poll saw: items that changed, their scores and the run's counts, all or nothing.
 
-    `hold_for_costs`: the pump has read the batch's costs too. A batch this poll finishes, with costs to
-    read (batches_costs_due), then stays leased to it for that read, counted as the read's first try.
+    `hold_for_costs`: the pump read the batch's costs too, in the same round trip (`logs`, None if the
+    read failed). A batch this poll finishes, with costs to read (batches_costs_due), has them recorded
+    here, as batch_costs_recorded would, when `logs` lists every completed item's log. Otherwise it
+    stays leased to the pump, which records that read as a costs action's first try (backing off).
     """
     now = timezone.now()
     with transaction.atomic():
-        run = lock_run(run_id, "evaluators", "score_summary")
+        run = lock_run(run_id, "evaluators", "score_summary", "cost_by_evaluator")
         # Locked and read inside the transaction: a stale writer finds nothing, a current one reads
         # the items as they are now, not as they were before its call.
         batch = locked_batch(owned(batch_id, owner), batch_id)
@@ -252,40 +256,62 @@ def batch_polled(
             "next_action_at": now + timedelta(seconds=interval),
             "unknown_status_since": unknown_since,
         }
-        held = False
+        held = costs_recorded = False
+        costed: list[list[Any]] = []
         if remote.is_finished:
             # Due at once: what is left to do is reading the batch's costs (batch_costs_recorded).
             batch_update.update(status=REMOTE_TO_BATCH[remote.status], finished_at=now, next_action_at=now)
-            held = hold_for_costs and any(
-                item.status == Item.Status.COMPLETED and item.execution_log_id for item in items.values()
-            )
-            if held:
-                # As batches_claim would take it for the read: same lease, first attempt.
-                del batch_update["lease_until"], batch_update["lease_owner"]
-                batch_update["attempts"] = 1
+            ran = [
+                item
+                for item in items.values()
+                if item.status == Item.Status.COMPLETED and item.execution_log_id
+            ]
+            if hold_for_costs and ran:
+                listed = {log.id for log in logs} if logs is not None else set()
+                if logs is not None and all(item.execution_log_id in listed for item in ran):
+                    # Read whole: recorded now, in this transaction and this write of the run row.
+                    uncosted = [
+                        (item.pk, item.execution_log_id) for item in items.values() if item.cost is None
+                    ]
+                    costed = items_costed([row for row in uncosted if row[1]], logs)
+                    batch_update.update(logs_fetched_at=now, cost=_total(costed) if costed else None)
+                    costs_recorded = True
+                else:
+                    # As batches_claim would take it for the read: same lease, first attempt.
+                    del batch_update["lease_until"], batch_update["lease_owner"]
+                    batch_update["attempts"] = 1
+                    held = True
+        seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
+        run_update: dict[str, Any] = {"change_seq": seq}
         if changed:
-            seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
             for item in changed:
                 item.change_seq = seq
             items_update(
                 ITEM_FIELDS, [[*(getattr(item, name) for name in ITEM_FIELDS), item.pk] for item in changed]
             )
             scores_insert(scores)
-            # The change number, the counts and the score totals in one write of the locked row.
-            run_update: dict[str, Any] = {
-                "change_seq": seq,
-                "completed_count": F("completed_count") + completed,
-                "failed_count": F("failed_count") + failed,
-            }
+            run_update["completed_count"] = F("completed_count") + completed
+            run_update["failed_count"] = F("failed_count") + failed
             if scores:
                 run_update["score_summary"], run_update["evaluators"] = _summary_with(run, scores)
+        if costed:
+            items_update(COST_FIELDS, [[cost, costs, seq, pk] for cost, costs, pk in costed])
+            run_update.update(_cost_totals(run, costed))
+        if changed or costed:
+            # The change number, the counts, the score and cost totals in one write of the locked row.
             Run.objects.filter(pk=run_id).update(**run_update)
         RemoteBatch.objects.filter(pk=batch_id).update(**batch_update)
         run_backoff_clear(run)
         if remote.is_finished:
             run_budget_recheck(run)
             run_finish_if_done(run_id=run_id)
-    return Polled(applied=True, completed=completed, learn_thresholds=learn, held_for_costs=held)
+    return Polled(
+        applied=True,
+        completed=completed,
+        learn_thresholds=learn,
+        costs_recorded=costs_recorded,
+        held_for_costs=held,
+    )
 
 
 def _changed_items(
@@ -597,53 +623,67 @@ def batch_costs_recorded(*, batch_id: int, run_id: int, owner: str, logs: Sequen
         )
         if batch is None:
             return False
-        by_id = {log.id: log for log in logs}
-        children: dict[str, list[LogCost]] = {}
-        for log in logs:
-            if log.parent_execution_log_id:
-                children.setdefault(log.parent_execution_log_id, []).append(log)
-        # [cost, evaluator costs, pk] of each item whose cost is now known.
-        costed: list[list[Any]] = []
-        by_evaluator: dict[str, float] = {}
         uncosted = Item.objects.filter(batch_id=batch_id, cost__isnull=True).exclude(execution_log_id="")
-        for pk, log_id in uncosted.values_list("pk", "execution_log_id"):
-            evaluator_costs = named_costs(children.get(log_id, []))
-            own = by_id.get(log_id)
-            cost = own.cost if own is not None else None
-            if cost is None and evaluator_costs:
-                # No judge-level figure (or no judge-level log): what its evaluators cost is the item's.
-                cost = sum(evaluator_costs.values())
-            if cost is None:
-                continue
-            costed.append([cost, evaluator_costs, pk])
-            for name, value in evaluator_costs.items():
-                by_evaluator[name] = by_evaluator.get(name, 0.0) + value
-        total = sum(cost for cost, _, _ in costed)
+        costed = items_costed(uncosted.values_list("pk", "execution_log_id"), logs)
         if costed:
             seq = run.change_seq + 1  # the run is locked: as bump_change_seq would number it
-            items_update(
-                ["cost", "evaluator_costs", "change_seq"],
-                [[cost, costs, seq, pk] for cost, costs, pk in costed],
-            )
-            merged = dict(run.cost_by_evaluator)
-            for name, value in by_evaluator.items():
-                merged[name] = merged.get(name, 0.0) + value
-            update: dict[str, Any] = {
-                "change_seq": seq,
-                "cost_total": F("cost_total") + total,
-                "cost_items": F("cost_items") + len(costed),
-                "cost_by_evaluator": merged,
-            }
-            Run.objects.filter(pk=run_id).update(**update)
+            items_update(COST_FIELDS, [[cost, costs, seq, pk] for cost, costs, pk in costed])
+            Run.objects.filter(pk=run_id).update(change_seq=seq, **_cost_totals(run, costed))
         run_budget_recheck(run)
         RemoteBatch.objects.filter(pk=batch_id).update(
             logs_fetched_at=now,
-            cost=total if costed else None,
+            cost=_total(costed) if costed else None,
             attempts=0,
             lease_until=None,
             lease_owner="",
         )
     return True
+
+
+# What a costs read writes of an item.
+COST_FIELDS = ["cost", "evaluator_costs", "change_seq"]
+
+
+def items_costed(rows: Iterable[tuple[int, str]], logs: Sequence[LogCost]) -> list[list[Any]]:
+    """[cost, evaluator costs, pk] of each item (pk, its log id) whose cost `logs` now tell.
+
+    Each item's cost is its judge-level log's (`id == item.execution_log_id`), its evaluators' costs
+    those of that log's children (`parent_execution_log_id`). An item whose log is missing, or says no
+    cost, stays unknown and is left out.
+    """
+    by_id = {log.id: log for log in logs}
+    children: dict[str, list[LogCost]] = {}
+    for log in logs:
+        if log.parent_execution_log_id:
+            children.setdefault(log.parent_execution_log_id, []).append(log)
+    costed: list[list[Any]] = []
+    for pk, log_id in rows:
+        evaluator_costs = named_costs(children.get(log_id, []))
+        own = by_id.get(log_id)
+        cost = own.cost if own is not None else None
+        if cost is None and evaluator_costs:
+            # No judge-level figure (or no judge-level log): what its evaluators cost is the item's.
+            cost = sum(evaluator_costs.values())
+        if cost is not None:
+            costed.append([cost, evaluator_costs, pk])
+    return costed
+
+
+def _total(costed: Sequence[list[Any]]) -> float:
+    return sum(cost for cost, _, _ in costed)
+
+
+def _cost_totals(run: Run, costed: Sequence[list[Any]]) -> dict[str, Any]:
+    """The run's cost totals with `costed` added (the run is locked and read with cost_by_evaluator)."""
+    merged = dict(run.cost_by_evaluator)
+    for _, evaluator_costs, _ in costed:
+        for name, value in evaluator_costs.items():
+            merged[name] = merged.get(name, 0.0) + value
+    return {
+        "cost_total": F("cost_total") + _total(costed),
+        "cost_items": F("cost_items") + len(costed),
+        "cost_by_evaluator": merged,
+    }
 
 
 def batch_logs_missing(*, batch_id: int, logs: Sequence[LogCost]) -> int:
