@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from evals.client import JudgeAPI
+from evals.client import Batch, JudgeAPI
 from evals.models import Dataset, Example, Item, Judge, RemoteBatch, Run, Score
 from evals.pump import pump
 from evals.services.reviews import review_save
@@ -305,3 +305,12 @@ def finish(run: Run) -> Run:
         if run.is_finished:
             return run
     raise AssertionError("run did not finish")
+
+
+def finished_remotely(api: JudgeAPI, batch: RemoteBatch) -> Batch:
+    """The offline judge runs items as time passes (1 ms each here): ask until it says it is done."""
+    for _ in range(10_000):
+        remote = api.get_batch(batch.remote_id)
+        if remote.is_finished:
+            return remote
+    raise AssertionError("the offline judge never finished the batch")

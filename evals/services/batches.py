@@ -203,7 +203,6 @@ class Polled:
     applied: bool
     completed: int = 0
     learn_thresholds: bool = False
-    costs_recorded: bool = False
     held_for_costs: bool = False
 
 
@@ -256,7 +255,7 @@ def batch_polled(
             "next_action_at": now + timedelta(seconds=interval),
             "unknown_status_since": unknown_since,
         }
-        held = costs_recorded = False
+        held = False
         costed: list[list[Any]] = []
         if remote.is_finished:
             # Due at once: what is left to do is reading the batch's costs (batch_costs_recorded).
@@ -271,11 +270,12 @@ def batch_polled(
                 if logs is not None and all(item.execution_log_id in listed for item in ran):
                     # Read whole: recorded now, in this transaction and this write of the run row.
                     uncosted = [
-                        (item.pk, item.execution_log_id) for item in items.values() if item.cost is None
+                        (item.pk, item.execution_log_id)
+                        for item in items.values()
+                        if item.cost is None and item.execution_log_id
                     ]
-                    costed = items_costed([row for row in uncosted if row[1]], logs)
+                    costed = items_costed(uncosted, logs)
                     batch_update.update(logs_fetched_at=now, cost=_total(costed) if costed else None)
-                    costs_recorded = True
                 else:
                     # As batches_claim would take it for the read: same lease, first attempt.
                     del batch_update["lease_until"], batch_update["lease_owner"]
@@ -309,7 +309,6 @@ def batch_polled(
         applied=True,
         completed=completed,
         learn_thresholds=learn,
-        costs_recorded=costs_recorded,
         held_for_costs=held,
     )
 

@@ -146,9 +146,9 @@ def scores_insert(scores: Sequence[NewScore]) -> None:
             cursor.executemany(sql, rows)
 
 
-def rows_insert(model: type[models.Model], given: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+def rows_insert(model: type[models.Model], given: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert rows of `model`: the `given` fields from each row, every other field its default, as a
-    new instance would have it. COPY on PostgreSQL, one executemany elsewhere; the number of rows.
+    new instance would have it. COPY on PostgreSQL, one executemany elsewhere.
 
     bulk_create compiled a multi-row INSERT value by value: 0.8 s of a 10,000-item run's creation, most
     of the waiting CLI's own CPU (issue 16). A field filled in on save (auto_now) must be given.
@@ -168,7 +168,7 @@ def rows_insert(model: type[models.Model], given: Sequence[str], rows: Iterable[
         [*(adapt(value) for adapt, value in zip(adapters, row, strict=True)), *defaults] for row in rows
     ]
     if not values:
-        return 0
+        return
     columns = ", ".join(quote(field.column or field.attname) for field in [*named, *rest])
     table = quote(model._meta.db_table)
     with connection.cursor() as cursor:
@@ -179,4 +179,3 @@ def rows_insert(model: type[models.Model], given: Sequence[str], rows: Iterable[
         else:
             placeholders = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)  # noqa: S608
-    return len(values)

@@ -22,7 +22,12 @@ from evals.pump import Pump, perform, pump
 from evals.services.batches import backoff_seconds, batch_fail, batch_submitted, batches_cancel
 from evals.services.runs import run_cancel, run_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.factories import assert_counts_match_items, judge_batches_by_tag, pump_until_finished
+from tests.factories import (
+    assert_counts_match_items,
+    finished_remotely,
+    judge_batches_by_tag,
+    pump_until_finished,
+)
 
 
 def throttled(retry_after: float | None = 1.0, code: str = "throttled") -> JudgeError:
@@ -35,15 +40,6 @@ def make_due(run: Run) -> None:
     past = timezone.now() - timedelta(seconds=1)
     RemoteBatch.objects.filter(run=run).unfinished().update(next_action_at=past)
     Run.objects.filter(pk=run.pk).update(backoff_until=None, backoff_kind="", backoff_reason="")
-
-
-def finished_remotely(api: JudgeAPI, batch: RemoteBatch) -> Batch:
-    """The offline judge runs items as time passes (1 ms each here): ask until it says it is done."""
-    for _ in range(10_000):
-        remote = api.get_batch(batch.remote_id)
-        if remote.is_finished:
-            return remote
-    raise AssertionError("the offline judge never finished the batch")
 
 
 # --- The four defects -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from evals.pump import Pump, perform
 from evals.services.bulk_writes import NewScore, items_update, scores_insert, value_adapter
 from evals.services.runs import run_create
 from tests.conftest import SUPPORT_JUDGE
-from tests.factories import assert_counts_match_items
+from tests.factories import assert_counts_match_items, finished_remotely
 
 SAMPLES: dict[str, list[Any]] = {
     "CharField": ["", "completed", Item.Status.FAILED, "é" * 3, None],
@@ -79,6 +79,16 @@ def run_writes(queries: CaptureQueriesContext) -> list[str]:
     return [query["sql"] for query in queries.captured_queries if query["sql"].startswith(f"UPDATE {table}")]
 
 
+def finished_and_due(api: JudgeAPI, pump: Pump, run: Run) -> RemoteBatch:
+    """The run's one batch, created by `pump`, finished by the judge and due for its poll."""
+    [create] = pump.claim(limit=1)
+    pump.record(perform(api, create))
+    batch = run.batches.get()
+    finished_remotely(api, batch)
+    RemoteBatch.objects.filter(pk=batch.pk).update(next_action_at=timezone.now() - timedelta(seconds=1))
+    return batch
+
+
 def test_a_poll_that_finishes_a_batch_reads_its_costs_too_and_writes_the_run_row_once_each(
     judges: dict[str, Judge], make_dataset: Callable[..., Dataset]
 ) -> None:
@@ -86,13 +96,7 @@ def test_a_poll_that_finishes_a_batch_reads_its_costs_too_and_writes_the_run_row
     run = run_create(dataset=make_dataset(20), judge=judge, batch_size=20)
     api = JudgeAPI.from_settings()
     pump = Pump(api=api, owner="one", concurrency=1)
-    [create] = pump.claim(limit=1)
-    pump.record(perform(api, create))
-    batch = run.batches.get()
-    for _ in range(10_000):
-        if api.get_batch(batch.remote_id).is_finished:
-            break
-    RemoteBatch.objects.filter(pk=batch.pk).update(next_action_at=timezone.now() - timedelta(seconds=1))
+    batch = finished_and_due(api, pump, run)
     seq_before = Run.objects.get(pk=run.pk).change_seq
 
     [poll] = pump.claim(limit=1)
@@ -183,13 +187,7 @@ def test_a_late_poll_with_costs_read_records_neither_and_the_new_holder_reads_th
     run = run_create(dataset=make_dataset(10), judge=judges[SUPPORT_JUDGE])
     api = JudgeAPI.from_settings()
     first, second = Pump(api=api, owner="first", concurrency=1), Pump(api=api, owner="second", concurrency=1)
-    [create] = first.claim(limit=1)
-    first.record(perform(api, create))
-    batch = run.batches.get()
-    for _ in range(10_000):
-        if api.get_batch(batch.remote_id).is_finished:
-            break
-    RemoteBatch.objects.filter(pk=batch.pk).update(next_action_at=timezone.now() - timedelta(seconds=1))
+    batch = finished_and_due(api, first, run)
     [poll] = first.claim(limit=1)
     late = perform(api, poll)
     assert late.costs is not None
